@@ -1,0 +1,111 @@
+"""`create_app`: the ASGI application, built from settings and engines (no module globals)."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from .. import __version__
+from ..config import Settings
+from ..engines.base import Engine
+from ..errors import RequestTooLargeError
+from . import errors
+from .errors import error_response
+from .metrics import Metrics
+from .routes import router
+from .serving import ModelRegistry
+
+log = logging.getLogger("allmende.api")
+
+
+class BodyLimit:
+    """Refuse request bodies over `limit` bytes with a 413, before anything parses them."""
+
+    def __init__(self, app: ASGIApp, limit: int) -> None:
+        self.app = app
+        self.limit = limit
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        too_large = RequestTooLargeError(
+            f"The request body is larger than {self.limit} bytes.", param=None
+        )
+        for name, value in scope.get("headers", []):
+            if name == b"content-length" and value.isdigit() and int(value) > self.limit:
+                await error_response(too_large)(scope, receive, send)
+                return
+        seen = 0
+
+        async def limited() -> Message:
+            nonlocal seen
+            message = await receive()
+            if message["type"] == "http.request":
+                seen += len(message.get("body", b""))
+                if seen > self.limit:
+                    raise too_large
+            return message
+
+        await self.app(scope, limited, send)
+
+
+async def load_engines(registry: ModelRegistry, on_ready: Callable[[], None] | None) -> None:
+    """Start every engine; the registry is ready only when all have loaded."""
+    for engine in registry.engines.values():
+        began = time.perf_counter()
+        log.info("Loading model '%s' (%s: %s)", engine.model_id, engine.name, engine.source)
+        try:
+            await engine.start()
+        except Exception as exc:
+            registry.failed = f"Model '{engine.model_id}' failed to load: {exc}"
+            log.error("%s", registry.failed)
+            return
+        log.info("Loaded '%s' in %.1fs", engine.model_id, time.perf_counter() - began)
+    registry.ready = True
+    if on_ready is not None:
+        on_ready()
+
+
+def create_app(
+    settings: Settings,
+    engines: list[Engine],
+    on_ready: Callable[[], None] | None = None,
+) -> FastAPI:
+    """The app serving `engines`. Models load in the background; `/health` says when ready."""
+    registry = ModelRegistry(engines)
+    metrics = Metrics()
+    for engine in engines:
+        metrics.track_queue(engine.model_id, engine.queue_depth)
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        loading = asyncio.create_task(load_engines(registry, on_ready))
+        try:
+            yield
+        finally:
+            loading.cancel()
+            for engine in engines:
+                await engine.aclose()
+
+    app = FastAPI(
+        title="Allmende",
+        version=__version__,
+        description="OpenAI-compatible API over open models.",
+        lifespan=lifespan,
+    )
+    app.state.settings = settings
+    app.state.models = registry
+    app.state.metrics = metrics
+    errors.install(app)
+    app.include_router(router)
+    app.add_middleware(BodyLimit, limit=settings.max_body_bytes)
+    return app
+
+

@@ -1,0 +1,54 @@
+"""Prometheus metrics, one registry per app (no process globals)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+
+LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300)
+
+
+class Metrics:
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry()
+        r = self.registry
+        self.requests = Counter(
+            "allmende_requests",
+            "API requests by model, endpoint and HTTP status.",
+            ["model", "endpoint", "status"],
+            registry=r,
+        )
+        self.latency = Histogram(
+            "allmende_request_duration_seconds",
+            "Time from request to last byte, by model and endpoint.",
+            ["model", "endpoint"],
+            buckets=LATENCY_BUCKETS,
+            registry=r,
+        )
+        self.ttft = Histogram(
+            "allmende_time_to_first_token_seconds",
+            "Time from request to the first generated token, by model.",
+            ["model"],
+            buckets=LATENCY_BUCKETS,
+            registry=r,
+        )
+        self.prompt_tokens = Counter(
+            "allmende_prompt_tokens", "Prompt tokens processed, by model.", ["model"], registry=r
+        )
+        self.completion_tokens = Counter(
+            "allmende_completion_tokens", "Tokens generated, by model.", ["model"], registry=r
+        )
+        self.in_flight = Gauge(
+            "allmende_requests_in_flight", "Requests being served, by model.", ["model"], registry=r
+        )
+        self.queue_depth = Gauge(
+            "allmende_queue_depth", "Requests waiting for an engine, by model.", ["model"],
+            registry=r,
+        )
+
+    def track_queue(self, model: str, depth: Callable[[], int]) -> None:
+        self.queue_depth.labels(model=model).set_function(lambda: float(depth()))
+
+    def render(self) -> bytes:
+        return generate_latest(self.registry)

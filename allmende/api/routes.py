@@ -1,0 +1,129 @@
+"""The OpenAI-compatible routes. Each is a few lines: resolve, call the service, render."""
+
+from __future__ import annotations
+
+import base64
+from typing import Any
+
+import numpy as np
+from fastapi import APIRouter, Request, Response
+from fastapi.responses import JSONResponse, PlainTextResponse, StreamingResponse
+
+from ..engines.base import Engine
+from ..errors import InvalidRequestError
+from ..protocol import ChatCompletionRequest, CompletionRequest, EmbeddingRequest
+from .metrics import Metrics
+from .serving import Generation, ModelRegistry, check_request
+
+router = APIRouter()
+
+
+def _models(request: Request) -> ModelRegistry:
+    registry: ModelRegistry = request.app.state.models
+    return registry
+
+
+def _metrics(request: Request) -> Metrics:
+    metrics: Metrics = request.app.state.metrics
+    return metrics
+
+
+def model_object(engine: Engine) -> dict[str, Any]:
+    card = engine.card()
+    return {
+        "id": card.id,
+        "object": "model",
+        "created": card.created,
+        "owned_by": card.owned_by,
+        "context_length": card.context_length,
+        "engine": card.engine,
+        "capabilities": {
+            k: v for k, v in vars(engine.capabilities).items() if isinstance(v, bool)
+        },
+        **card.extra,
+    }
+
+
+@router.get("/v1/models")
+async def list_models(request: Request) -> dict[str, Any]:
+    engines = _models(request).engines.values()
+    return {"object": "list", "data": [model_object(e) for e in engines]}
+
+
+@router.get("/v1/models/{model_id:path}")
+async def get_model(model_id: str, request: Request) -> dict[str, Any]:
+    registry = _models(request)
+    engine = registry.engines.get(model_id)
+    if engine is None:
+        registry.get(model_id)  # raises model_not_found
+    assert engine is not None
+    return model_object(engine)
+
+
+@router.post("/v1/chat/completions", response_model=None)
+async def chat_completions(
+    body: ChatCompletionRequest, request: Request
+) -> JSONResponse | StreamingResponse:
+    check_request(body, "chat")
+    body.stops()  # validate early
+    engine = _models(request).get(body.model)
+    return await Generation("chat", engine, body, _metrics(request)).respond()
+
+
+@router.post("/v1/completions", response_model=None)
+async def completions(body: CompletionRequest, request: Request) -> JSONResponse | StreamingResponse:
+    check_request(body, "completions")
+    body.stops()
+    engine = _models(request).get(body.model)
+    return await Generation("completion", engine, body, _metrics(request)).respond()
+
+
+@router.post("/v1/embeddings")
+async def embeddings(body: EmbeddingRequest, request: Request) -> dict[str, Any]:
+    check_request(body, "embeddings")
+    texts = body.inputs()
+    if len(texts) > 2048:
+        raise InvalidRequestError("At most 2048 inputs per request.", param="input")
+    engine = _models(request).get(body.model)
+    result = await engine.embed(texts)
+    vectors = result.vectors
+    if body.dimensions is not None:
+        if body.dimensions > len(vectors[0]):
+            raise InvalidRequestError(
+                f"'dimensions' is at most {len(vectors[0])} for this model.", param="dimensions"
+            )
+        cut = np.asarray(vectors, dtype=np.float32)[:, : body.dimensions]
+        cut /= np.maximum(np.linalg.norm(cut, axis=1, keepdims=True), 1e-12)
+        vectors = cut.tolist()
+    metrics = _metrics(request)
+    metrics.requests.labels(body.model, "/v1/embeddings", "200").inc()
+    metrics.prompt_tokens.labels(body.model).inc(result.prompt_tokens)
+    data: list[dict[str, Any]] = []
+    for i, vector in enumerate(vectors):
+        value: list[float] | str = vector
+        if body.encoding_format == "base64":
+            value = base64.b64encode(np.asarray(vector, dtype="<f4").tobytes()).decode()
+        data.append({"object": "embedding", "index": i, "embedding": value})
+    return {
+        "object": "list",
+        "data": data,
+        "model": body.model,
+        "usage": {"prompt_tokens": result.prompt_tokens, "total_tokens": result.prompt_tokens},
+    }
+
+
+@router.get("/health")
+async def health(request: Request) -> JSONResponse:
+    registry = _models(request)
+    if registry.failed:
+        return JSONResponse({"status": "error", "detail": registry.failed}, status_code=503)
+    if not registry.ready:
+        return JSONResponse({"status": "loading"}, status_code=503)
+    return JSONResponse({"status": "ok", "models": list(registry.engines)})
+
+
+@router.get("/metrics")
+async def metrics(request: Request) -> Response:
+    return PlainTextResponse(
+        _metrics(request).render(), media_type="text/plain; version=0.0.4; charset=utf-8"
+    )

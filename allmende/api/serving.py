@@ -1,0 +1,257 @@
+"""Services between routes and engines: engine events into OpenAI JSON bodies or SSE streams."""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+import uuid
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+from fastapi.responses import JSONResponse, StreamingResponse
+
+from ..engines.base import Delta, Engine, Event, Usage
+from ..errors import AllmendeError, ModelNotFoundError, OverloadedError
+from ..protocol import ChatCompletionRequest, CompletionRequest, OpenAIModel, reject_unsupported
+from .errors import as_allmende_error, sse_error
+from .metrics import Metrics
+
+log = logging.getLogger("allmende.api")
+
+Kind = Literal["chat", "completion"]
+
+
+class ModelRegistry:
+    """The served engines by id, and whether all of them have loaded."""
+
+    def __init__(self, engines: list[Engine]) -> None:
+        self.engines = {e.model_id: e for e in engines}
+        self.ready = False
+        self.failed: str | None = None
+
+    def get(self, model_id: str) -> Engine:
+        engine = self.engines.get(model_id)
+        if engine is None:
+            raise ModelNotFoundError(
+                f"The model '{model_id}' does not exist. Served models: "
+                f"{', '.join(self.engines) or 'none'}.",
+                param="model",
+            )
+        if not self.ready:
+            raise OverloadedError("The server is still loading models.", retry_after=2)
+        return engine
+
+
+def check_request(request: OpenAIModel, route: str) -> None:
+    """Reject known-but-unsupported fields; log unknown ones."""
+    reject_unsupported(request)
+    from ..protocol import UNSUPPORTED
+
+    unknown = [f for f in request.unknown_fields() if f not in UNSUPPORTED]
+    if unknown:
+        log.info("%s: ignoring unknown request fields %s", route, ", ".join(unknown))
+
+
+@dataclass
+class _Choice:
+    text: str = ""
+    tool_calls: dict[int, dict[str, Any]] = field(default_factory=dict)
+    finish_reason: str | None = None
+    started: bool = False
+
+    def add(self, delta: Delta) -> None:
+        self.text += delta.text or ""
+        for call in delta.tool_calls or []:
+            slot = self.tool_calls.setdefault(
+                call.get("index", 0),
+                {"id": "", "type": "function", "function": {"name": "", "arguments": ""}},
+            )
+            slot["id"] = call.get("id") or slot["id"]
+            fn = call.get("function") or {}
+            slot["function"]["name"] += fn.get("name") or ""
+            slot["function"]["arguments"] += fn.get("arguments") or ""
+        self.finish_reason = delta.finish_reason or self.finish_reason
+
+
+def _usage(usage: Usage) -> dict[str, int]:
+    return {
+        "prompt_tokens": usage.prompt_tokens,
+        "completion_tokens": usage.completion_tokens,
+        "total_tokens": usage.prompt_tokens + usage.completion_tokens,
+    }
+
+
+class Generation:
+    """One chat or completion request against one engine, as JSON or as SSE."""
+
+    def __init__(
+        self,
+        kind: Kind,
+        engine: Engine,
+        request: ChatCompletionRequest | CompletionRequest,
+        metrics: Metrics,
+    ) -> None:
+        self.kind = kind
+        self.engine = engine
+        self.request = request
+        self.metrics = metrics
+        self.model = request.model
+        prefix = "chatcmpl" if kind == "chat" else "cmpl"
+        self.id = f"{prefix}-{uuid.uuid4().hex}"
+        self.created = int(time.time())
+        self.started = time.perf_counter()
+        self.endpoint = "/v1/chat/completions" if kind == "chat" else "/v1/completions"
+
+    def _events(self) -> AsyncIterator[Event]:
+        if isinstance(self.request, ChatCompletionRequest):
+            return self.engine.chat(self.request)
+        return self.engine.complete(self.request)
+
+    def _done(self, status: int, usage: Usage | None) -> None:
+        m = self.metrics
+        m.requests.labels(self.model, self.endpoint, str(status)).inc()
+        m.latency.labels(self.model, self.endpoint).observe(time.perf_counter() - self.started)
+        if usage is not None:
+            m.prompt_tokens.labels(self.model).inc(usage.prompt_tokens)
+            m.completion_tokens.labels(self.model).inc(usage.completion_tokens)
+
+    async def respond(self) -> JSONResponse | StreamingResponse:
+        in_flight = self.metrics.in_flight.labels(self.model)
+        in_flight.inc()
+        events = self._events()
+        try:
+            first = await anext(events)
+        except StopAsyncIteration:
+            first = Usage()
+        except BaseException as exc:
+            in_flight.dec()
+            error = as_allmende_error(exc) if isinstance(exc, Exception) else None
+            self._done(error.status if error else 499, None)
+            raise (error or exc) from None
+        self.metrics.ttft.labels(self.model).observe(time.perf_counter() - self.started)
+        if self.request.stream:
+            return StreamingResponse(
+                self._sse(first, events),
+                media_type="text/event-stream",
+                headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
+            )
+        try:
+            return JSONResponse(await self._collect(first, events))
+        finally:
+            in_flight.dec()
+
+    async def _collect(self, first: Event, events: AsyncIterator[Event]) -> dict[str, Any]:
+        choices: dict[int, _Choice] = {}
+        usage = Usage()
+        try:
+            event: Event | None = first
+            while event is not None:
+                if isinstance(event, Usage):
+                    usage = event
+                else:
+                    choices.setdefault(event.index, _Choice()).add(event)
+                event = await anext(events, None)
+        except Exception as exc:
+            error = as_allmende_error(exc)
+            self._done(error.status, None)
+            raise error from None
+        self._done(200, usage)
+        return {
+            "id": self.id,
+            "object": "chat.completion" if self.kind == "chat" else "text_completion",
+            "created": self.created,
+            "model": self.model,
+            "system_fingerprint": None,
+            "choices": [self._final_choice(i, c) for i, c in sorted(choices.items())],
+            "usage": _usage(usage),
+        }
+
+    def _final_choice(self, index: int, choice: _Choice) -> dict[str, Any]:
+        if self.kind == "completion":
+            return {
+                "index": index,
+                "text": choice.text,
+                "logprobs": None,
+                "finish_reason": choice.finish_reason,
+            }
+        message: dict[str, Any] = {
+            "role": "assistant",
+            "content": choice.text if choice.text or not choice.tool_calls else None,
+            "refusal": None,
+        }
+        if choice.tool_calls:
+            message["tool_calls"] = [choice.tool_calls[k] for k in sorted(choice.tool_calls)]
+        return {
+            "index": index,
+            "message": message,
+            "logprobs": None,
+            "finish_reason": choice.finish_reason,
+        }
+
+    def _chunk(self, choices: list[dict[str, Any]], usage: Usage | None = None) -> str:
+        body: dict[str, Any] = {
+            "id": self.id,
+            "object": "chat.completion.chunk" if self.kind == "chat" else "text_completion",
+            "created": self.created,
+            "model": self.model,
+            "system_fingerprint": None,
+            "choices": choices,
+        }
+        if self.request.include_usage():
+            body["usage"] = _usage(usage) if usage is not None else None
+        return f"data: {json.dumps(body, ensure_ascii=False)}\n\n"
+
+    def _stream_choice(self, delta: Delta, opened: set[int]) -> dict[str, Any]:
+        if self.kind == "completion":
+            return {
+                "index": delta.index,
+                "text": delta.text or "",
+                "logprobs": None,
+                "finish_reason": delta.finish_reason,
+            }
+        body: dict[str, Any] = {}
+        if delta.index not in opened:
+            opened.add(delta.index)
+            body["role"] = "assistant"
+        if delta.text is not None:
+            body["content"] = delta.text
+        if delta.tool_calls:
+            body["tool_calls"] = delta.tool_calls
+        return {
+            "index": delta.index,
+            "delta": body,
+            "logprobs": None,
+            "finish_reason": delta.finish_reason,
+        }
+
+    async def _sse(self, first: Event, events: AsyncIterator[Event]) -> AsyncIterator[str]:
+        opened: set[int] = set()
+        usage: Usage | None = None
+        status = 200
+        try:
+            event: Event | None = first
+            while event is not None:
+                if isinstance(event, Usage):
+                    usage = event
+                else:
+                    yield self._chunk([self._stream_choice(event, opened)])
+                event = await anext(events, None)
+            if self.request.include_usage():
+                yield self._chunk([], usage or Usage())
+            yield "data: [DONE]\n\n"
+        except AllmendeError as exc:
+            status = exc.status
+            yield sse_error(exc)
+        except Exception as exc:
+            error = as_allmende_error(exc)
+            status = error.status
+            yield sse_error(error)
+        except BaseException:
+            status = 499  # the client went away; the generation was cancelled
+            raise
+        finally:
+            await events.aclose()  # type: ignore[attr-defined]
+            self.metrics.in_flight.labels(self.model).dec()
+            self._done(status, usage)

@@ -1,0 +1,28 @@
+"""The `allmende` command line: one module per command group."""
+
+from __future__ import annotations
+
+import click
+
+from .. import __version__
+from .chat import chat
+from .models import models
+from .serve import serve
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="allmende")
+def cli() -> None:
+    """Allmende: serve open models behind the OpenAI API."""
+
+
+cli.add_command(serve)
+cli.add_command(models)
+cli.add_command(chat)
+
+
+def main() -> None:
+    cli()
+
+
+__all__ = ["cli", "main"]

@@ -1,0 +1,69 @@
+"""`allmende serve`: the OpenAI-compatible server."""
+
+from __future__ import annotations
+
+import socket
+import sys
+from pathlib import Path
+from typing import Any
+
+import click
+
+from ..errors import ConfigError
+from .options import build_engines, load_settings, settings_options, setup_logging
+
+
+@click.command()
+@settings_options
+def serve(config_file: Path | None, **flags: Any) -> None:
+    """Serve models behind the OpenAI API (default: the packaged SmolLM2 and MiniLM).
+
+    \b
+    Examples:
+      allmende serve
+      allmende serve --port 9000 --model ./my-model.Q4_K_M.gguf
+      allmende serve -m chat=bartowski/SmolLM2-360M-Instruct-GGUF:Q4_K_M
+      allmende serve -m big=http://gpu-box:8000/v1   # front a vLLM deployment
+    """
+    import uvicorn
+
+    from ..api import create_app
+
+    settings = load_settings(config_file, flags)
+    setup_logging(settings.log_level)
+    if settings.binds_beyond_loopback():
+        click.secho(
+            f"WARNING: binding to {settings.host} exposes the API beyond this machine, and "
+            "Allmende has no authentication yet. Anyone who can reach the port can use it.",
+            fg="yellow",
+            err=True,
+        )
+    click.echo("Models:")
+    try:
+        engines = build_engines(settings, click.echo)
+    except ConfigError as exc:
+        raise click.ClickException(exc.message) from None
+    family = socket.AF_INET6 if ":" in settings.host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        sock.bind((settings.host, settings.port))
+    except OSError as exc:
+        raise click.ClickException(
+            f"Cannot listen on {settings.host}:{settings.port}: {exc.strerror}"
+        ) from None
+    port = sock.getsockname()[1]
+    host = f"[{settings.host}]" if ":" in settings.host else settings.host
+    url = f"http://{host}:{port}"
+    click.echo(f"Listening on {url} (loading models; {url}/health says when ready)")
+
+    def ready() -> None:
+        names = ", ".join(e.model_id for e in engines)
+        click.echo(f"Allmende ready: {url}/v1 (models: {names})")
+        sys.stdout.flush()
+
+    app = create_app(settings, engines, on_ready=ready)
+    config = uvicorn.Config(
+        app, log_level=settings.log_level, access_log=settings.log_level == "debug"
+    )
+    uvicorn.Server(config).run(sockets=[sock])

@@ -1,0 +1,1 @@
+"""Where model files come from: paths, installed model packages, the Hugging Face Hub."""
