@@ -12,6 +12,7 @@ import asyncio
 import codecs
 import json
 import os
+import random
 import threading
 from collections.abc import AsyncIterator
 from typing import Any
@@ -155,10 +156,17 @@ class LlamaCppEngine(LocalEngine):
         put: Any,
     ) -> None:
         """Decode in this thread; hand each token's text to the event loop."""
+        import llama_cpp
+
         llama = self._llama
         try:
-            if params.seed is not None:
+            if params.seed is None:
+                llama.set_seed(random.getrandbits(32))
+            else:
+                # Same seed, same output: evaluate the whole prompt afresh, since logits from a
+                # reused prefix plus a short re-evaluation differ in the last bits.
                 llama.set_seed(params.seed & 0xFFFFFFFF)
+                llama.reset()
             decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
             count = 0
             reason = "length"
@@ -176,9 +184,7 @@ class LlamaCppEngine(LocalEngine):
             ):
                 if cancel.is_set():
                     return
-                if llama.token_is_eog(token) if hasattr(llama, "token_is_eog") else (
-                    token == llama.token_eos()
-                ):
+                if llama_cpp.llama_vocab_is_eog(llama._model.vocab, token):
                     reason = "stop"
                     break
                 put(decoder.decode(bytes(llama.detokenize([token]))))
