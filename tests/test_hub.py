@@ -17,6 +17,9 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import os
+import subprocess
+import sys
 import threading
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -73,7 +76,7 @@ class HubMirror:
 
         self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
         self.endpoint = f"http://127.0.0.1:{self.server.server_address[1]}"
-        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        self.thread = threading.Thread(target=self.server.serve_forever, args=(0.05,), daemon=True)
         self.thread.start()
         self.running = True
 
@@ -215,7 +218,9 @@ def test_is_hub_id(text: str, expected: bool) -> None:
 @pytest.mark.parametrize(
     ("selector", "quant"), [("Q4_1", "Q4_1"), ("q4_k_s", "Q4_K_S"), ("Q8_0", "Q8_0")]
 )
-def test_selector_picks_that_quant(mirror: HubMirror, cache: Path, selector: str, quant: str) -> None:
+def test_selector_picks_that_quant(
+    mirror: HubMirror, cache: Path, selector: str, quant: str
+) -> None:
     path = download(f"{GGUF_REPO}:{selector}", cache_dir=cache, endpoint=mirror.endpoint)
     assert path.name == f"SmolLM2-135M-Instruct-{quant}.gguf"
     assert path.read_bytes() == gguf_bytes(quant)
@@ -300,7 +305,9 @@ def test_cached_model_needs_no_request(mirror: HubMirror, cache: Path, source: s
     assert mirror.requests[seen:] == []
     mirror.stop()
     assert download(source, cache_dir=cache, endpoint=mirror.endpoint) == first
-    assert download(source, cache_dir=cache, endpoint=mirror.endpoint, allow_download=False) == first
+    assert (
+        download(source, cache_dir=cache, endpoint=mirror.endpoint, allow_download=False) == first
+    )
 
 
 def test_cached_quant_is_used_offline_without_selector(mirror: HubMirror, cache: Path) -> None:
@@ -309,11 +316,15 @@ def test_cached_quant_is_used_offline_without_selector(mirror: HubMirror, cache:
     path = download(GGUF_REPO, cache_dir=cache, endpoint=mirror.endpoint, allow_download=False)
     assert path.name == "SmolLM2-135M-Instruct-Q8_0.gguf"
     with pytest.raises(ConfigError, match="downloads are off"):
-        download(f"{GGUF_REPO}:Q4_1", cache_dir=cache, endpoint=mirror.endpoint, allow_download=False)
+        download(
+            f"{GGUF_REPO}:Q4_1", cache_dir=cache, endpoint=mirror.endpoint, allow_download=False
+        )
 
 
 def test_downloads_off_with_empty_cache(mirror: HubMirror, cache: Path) -> None:
-    with pytest.raises(ConfigError, match="not in the local Hugging Face cache and downloads are off"):
+    with pytest.raises(
+        ConfigError, match="not in the local Hugging Face cache and downloads are off"
+    ):
         download(GGUF_REPO, cache_dir=cache, endpoint=mirror.endpoint, allow_download=False)
     assert mirror.requests == []
 
@@ -353,3 +364,24 @@ def test_server_down(mirror: HubMirror, cache: Path) -> None:
 def test_not_a_hub_id(cache: Path) -> None:
     with pytest.raises(ConfigError, match="not a Hugging Face id"):
         download("./rel", cache_dir=cache)
+
+
+def test_endpoint_defaults_to_hf_endpoint(mirror: HubMirror, cache: Path) -> None:
+    """HF_ENDPOINT is read when huggingface_hub is imported, so check it in a fresh process."""
+    code = (
+        "import sys; from pathlib import Path; from allmende.models.hub import download; "
+        "print(download(sys.argv[1], cache_dir=Path(sys.argv[2])))"
+    )
+    env = {**os.environ, "HF_ENDPOINT": mirror.endpoint, "HF_HUB_DISABLE_TELEMETRY": "1"}
+    env.pop("HF_HUB_OFFLINE", None)
+    done = subprocess.run(
+        [sys.executable, "-c", code, f"{GGUF_REPO}:Q4_1", str(cache)],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        cwd=Path(__file__).parent.parent,
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip().endswith("SmolLM2-135M-Instruct-Q4_1.gguf")
+    assert ("GET", f"/api/models/{GGUF_REPO}") in mirror.requests

@@ -12,7 +12,11 @@ import importlib
 import logging
 import os
 import re
+from fnmatch import fnmatch
 from pathlib import Path
+
+# No telemetry call to huggingface.co from a self-hosted server (set before the import).
+os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
 
 from huggingface_hub import HfApi, constants, hf_hub_download, snapshot_download
 from huggingface_hub.errors import (
@@ -24,7 +28,6 @@ from huggingface_hub.errors import (
     RepositoryNotFoundError,
     RevisionNotFoundError,
 )
-from huggingface_hub.utils import filter_repo_objects
 
 from ..errors import ConfigError
 
@@ -52,7 +55,7 @@ def _transport_errors() -> tuple[type[Exception], ...]:
     return tuple(found)
 
 
-_NETWORK_ERRORS = (HFValidationError, *_transport_errors())
+_NETWORK_ERRORS: tuple[type[Exception], ...] = (HFValidationError, *_transport_errors())
 
 
 def is_hub_id(text: str) -> bool:
@@ -137,7 +140,8 @@ def _from_cache(
 
 
 def _describe(err: Exception, repo_id: str, revision: str | None, endpoint: str) -> str:
-    where = f"the Hugging Face repo '{repo_id}' at {endpoint}"
+    repo = f"the Hugging Face repo '{repo_id}' at {endpoint}"
+    where = repo[0].upper() + repo[1:]
     if isinstance(err, GatedRepoError):
         return f"{where} is gated: accept its terms on the Hub, then set HF_TOKEN."
     if isinstance(err, RepositoryNotFoundError):
@@ -145,12 +149,12 @@ def _describe(err: Exception, repo_id: str, revision: str | None, endpoint: str)
     if isinstance(err, RevisionNotFoundError):
         return f"{where} has no revision '{revision}'."
     if isinstance(err, RemoteEntryNotFoundError):
-        return f"a file listed in {where} could not be found: {err}"
+        return f"A file of {repo} could not be found: {err}"
     if isinstance(err, HfHubHTTPError):
         return f"{where} answered HTTP {err.response.status_code}."
     if isinstance(err, HFValidationError):
         return f"'{repo_id}' is not a valid Hugging Face repo id: {err}"
-    return f"could not download {where}: {type(err).__name__}: {err}"
+    return f"Could not download {repo}: {type(err).__name__}: {err}"
 
 
 def download(
@@ -164,7 +168,9 @@ def download(
     """The local path of the Hub model: a GGUF file, or a snapshot directory for embeddings."""
     match = HUB_ID_RE.match(repo_id_with_selector.strip())
     if match is None:
-        raise ConfigError(f"'{repo_id_with_selector}' is not a Hugging Face id (owner/name[:QUANT]).")
+        raise ConfigError(
+            f"'{repo_id_with_selector}' is not a Hugging Face id (owner/name[:QUANT])."
+        )
     repo_id, selector = match["repo"], match["selector"]
     endpoint = (endpoint or constants.ENDPOINT).rstrip("/")
 
@@ -174,7 +180,7 @@ def download(
     if not allow_download or _offline():
         raise ConfigError(
             f"{repo_id_with_selector} is not in the local Hugging Face cache and downloads are off "
-            "(allow downloads, or unset HF_HUB_OFFLINE, to fetch it from the Hub)."
+            "(enable hub_download and unset HF_HUB_OFFLINE to fetch it from the Hub)."
         )
     try:
         info = HfApi(endpoint=endpoint).model_info(repo_id, revision=revision)
@@ -194,9 +200,12 @@ def download(
                 f"{repo_id} holds neither GGUF files nor a transformers model (config.json); "
                 f"its files: {', '.join(files) or 'none'}"
             )
-        wanted = filter_repo_objects(
-            files, allow_patterns=EMBEDDING_PATTERNS, ignore_patterns=EMBEDDING_IGNORE
-        )
+        wanted = [
+            f
+            for f in files
+            if any(fnmatch(f, p) for p in EMBEDDING_PATTERNS)
+            and not any(fnmatch(f, p) for p in EMBEDDING_IGNORE)
+        ]
         logger.info("Downloading %s/{%s} from %s", repo_id, ", ".join(wanted), endpoint)
         folder = snapshot_download(
             repo_id,
