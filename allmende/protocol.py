@@ -184,6 +184,19 @@ class ChatCompletionRequest(OpenAIModel):
     top_p: TopP = None
     user: str | None = None
 
+    @model_validator(mode="after")
+    def _text_only(self) -> ChatCompletionRequest:
+        for i, message in enumerate(self.messages):
+            if isinstance(message.content, list):
+                for part in message.content:
+                    if not isinstance(part, TextPart):
+                        raise UnsupportedParameterError(
+                            f"Content parts of type '{part.type}' are not supported; "
+                            "this server takes text only.",
+                            param=f"messages[{i}].content",
+                        )
+        return self
+
     def stops(self) -> list[str]:
         return _stop_list(self.stop)
 
