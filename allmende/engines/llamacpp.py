@@ -160,13 +160,12 @@ class LlamaCppEngine(LocalEngine):
 
         llama = self._llama
         try:
-            if params.seed is None:
-                llama.set_seed(random.getrandbits(32))
-            else:
-                # Same seed, same output: evaluate the whole prompt afresh, since logits from a
-                # reused prefix plus a short re-evaluation differ in the last bits.
-                llama.set_seed(params.seed & 0xFFFFFFFF)
-                llama.reset()
+            seed = random.getrandbits(32) if params.seed is None else params.seed & 0xFFFFFFFF
+            llama.set_seed(seed)
+            # Same input, same output: evaluate the whole prompt afresh. Logits computed from a
+            # reused KV prefix plus a short re-evaluation differ in the last bits from a full
+            # prompt pass, which flips near-ties even at temperature 0.
+            llama.reset()
             decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
             count = 0
             reason = "length"
