@@ -125,11 +125,12 @@ async def test_json_schema_answer_validates(sdk: openai.AsyncOpenAI) -> None:
 async def test_json_object_mode(sdk: openai.AsyncOpenAI) -> None:
     result = await sdk.chat.completions.create(
         model="smol",
-        messages=[{"role": "user", "content": "Reply with a JSON object with a cat's name."}],
+        messages=[{"role": "user", "content": 'Give {"name": ...} for a cat as JSON.'}],
         response_format={"type": "json_object"},
         max_tokens=100,
         temperature=0,
     )
+    assert result.choices[0].finish_reason == "stop"
     assert isinstance(json.loads(result.choices[0].message.content or ""), dict)
 
 

@@ -1,0 +1,1 @@
+"""How open is a model: evidence, licence analysis, catalog, verdicts, lineage, policy."""
