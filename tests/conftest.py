@@ -49,7 +49,9 @@ async def serve_app(
 
 
 @asynccontextmanager
-async def live_server(engines: list[Engine], settings: Settings | None = None) -> AsyncIterator[str]:
+async def live_server(
+    engines: list[Engine], settings: Settings | None = None
+) -> AsyncIterator[str]:
     """A real uvicorn server on a loopback port, in this event loop; yields its base URL."""
     app = create_app(settings or Settings(), engines)
     sock = socket.socket()

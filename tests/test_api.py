@@ -30,7 +30,9 @@ def events(text: str) -> list[Any]:
     return out
 
 
-def assert_envelope(response: httpx.Response, status: int, code: str | None = None) -> dict[str, Any]:
+def assert_envelope(
+    response: httpx.Response, status: int, code: str | None = None
+) -> dict[str, Any]:
     assert response.status_code == status, response.text
     error = response.json()["error"]
     assert set(error) == {"message", "type", "param", "code"}
@@ -67,7 +69,13 @@ async def test_content_parts_and_roles_reach_the_prompt(
 ) -> None:
     messages = [
         {"role": "developer", "content": "Be brief."},
-        {"role": "user", "content": [{"type": "text", "text": "Part one, "}, {"type": "text", "text": "part two."}]},
+        {
+            "role": "user",
+            "content": [
+                {"type": "text", "text": "Part one, "},
+                {"type": "text", "text": "part two."},
+            ],
+        },
         {
             "role": "assistant",
             "content": None,
@@ -224,7 +232,9 @@ async def test_tools_auto_detects_call(client: httpx.AsyncClient, fake: FakeEngi
     assert params.json_schema is None  # auto: not constrained
 
 
-async def test_tools_auto_prose_streams_as_text(client: httpx.AsyncClient, fake: FakeEngine) -> None:
+async def test_tools_auto_prose_streams_as_text(
+    client: httpx.AsyncClient, fake: FakeEngine
+) -> None:
     fake.enqueue("It is sunny today.")
     tools = [{"type": "function", "function": {"name": "weather"}}]
     r = await client.post("/v1/chat/completions", json=chat(tools=tools, stream=True))
@@ -365,11 +375,20 @@ async def test_unknown_fields_are_tolerated_and_logged(
             None,
         ),
         (
-            chat(response_format={"type": "json_schema", "json_schema": {"name": "x", "schema": {"type": 5}}}),
+            chat(
+                response_format={
+                    "type": "json_schema",
+                    "json_schema": {"name": "x", "schema": {"type": 5}},
+                }
+            ),
             "response_format.json_schema.schema",
         ),
         (
-            chat(tools=[{"type": "function", "function": {"name": "f", "parameters": {"type": "nope"}}}]),
+            chat(
+                tools=[
+                    {"type": "function", "function": {"name": "f", "parameters": {"type": "nope"}}}
+                ]
+            ),
             "tools[0].function.parameters",
         ),
         (
@@ -411,7 +430,11 @@ async def test_malformed_bodies(client: httpx.AsyncClient, raw: bytes) -> None:
 
 
 async def test_huge_body_is_refused(client: httpx.AsyncClient) -> None:
-    big = b'{"model": "fake", "messages": [{"role": "user", "content": "' + b"x" * (10 << 20) + b'"}]}'
+    big = (
+        b'{"model": "fake", "messages": [{"role": "user", "content": "'
+        + b"x" * (10 << 20)
+        + b'"}]}'
+    )
     assert_envelope(
         await client.post("/v1/chat/completions", content=big), 413, "request_too_large"
     )

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-from collections.abc import AsyncIterator
 
 import openai
 import pytest
@@ -116,7 +115,6 @@ async def test_errors_become_sdk_exceptions(sdk: openai.AsyncOpenAI) -> None:
 
 async def test_context_error_in_sdk() -> None:
     engine = fake_engine(context_length=16)
-    stream: AsyncIterator[object]
     async for _, client in serve_app([engine]):
         async with openai.AsyncOpenAI(
             base_url="http://test/v1", api_key="x", http_client=client, max_retries=0

@@ -193,7 +193,10 @@ async def test_unsupported_schema_is_400(client: httpx.AsyncClient) -> None:
         json={
             "model": "smol",
             "messages": [{"role": "user", "content": "hi"}],
-            "response_format": {"type": "json_schema", "json_schema": {"name": "x", "schema": schema}},
+            "response_format": {
+                "type": "json_schema",
+                "json_schema": {"name": "x", "schema": schema},
+            },
         },
     )
     assert r.status_code == 400, r.text

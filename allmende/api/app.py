@@ -123,5 +123,3 @@ def create_app(
     app.include_router(router)
     app.add_middleware(BodyLimit, limit=settings.max_body_bytes)
     return app
-
-

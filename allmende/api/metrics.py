@@ -43,7 +43,9 @@ class Metrics:
             "allmende_requests_in_flight", "Requests being served, by model.", ["model"], registry=r
         )
         self.queue_depth = Gauge(
-            "allmende_queue_depth", "Requests waiting for an engine, by model.", ["model"],
+            "allmende_queue_depth",
+            "Requests waiting for an engine, by model.",
+            ["model"],
             registry=r,
         )
 

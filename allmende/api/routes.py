@@ -37,9 +37,7 @@ def model_object(engine: Engine) -> dict[str, Any]:
         "owned_by": card.owned_by,
         "context_length": card.context_length,
         "engine": card.engine,
-        "capabilities": {
-            k: v for k, v in vars(engine.capabilities).items() if isinstance(v, bool)
-        },
+        "capabilities": {k: v for k, v in vars(engine.capabilities).items() if isinstance(v, bool)},
         **card.extra,
     }
 
@@ -71,7 +69,9 @@ async def chat_completions(
 
 
 @router.post("/v1/completions", response_model=None)
-async def completions(body: CompletionRequest, request: Request) -> JSONResponse | StreamingResponse:
+async def completions(
+    body: CompletionRequest, request: Request
+) -> JSONResponse | StreamingResponse:
     check_request(body, "completions")
     body.stops()
     engine = _models(request).get(body.model)

@@ -83,8 +83,9 @@ async def _embedded(body: dict[str, Any], config_file: Path | None, flags: dict[
     if not settings.models:
         settings = settings.model_copy(update={"models": [ModelSpec(source="smollm2")]})
     try:
-        engines = build_engines(settings.model_copy(update={"models": settings.models[:1]}),
-                                lambda _: None)
+        engines = build_engines(
+            settings.model_copy(update={"models": settings.models[:1]}), lambda _: None
+        )
         engine = engines[0]
         await engine.start()
         request = ChatCompletionRequest.model_validate({**body, "model": engine.model_id})

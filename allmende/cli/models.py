@@ -31,7 +31,7 @@ def models(url: str | None, config_file: Path | None, **flags: Any) -> None:
             response.raise_for_status()
         except httpx.HTTPError as exc:
             raise click.ClickException(f"Cannot list models at {url}: {exc}") from None
-        rows = [
+        rows: list[tuple[str, ...]] = [
             (m["id"], str(m.get("engine", "")), str(m.get("context_length") or ""), m["owned_by"])
             for m in response.json()["data"]
         ]
@@ -45,8 +45,14 @@ def models(url: str | None, config_file: Path | None, **flags: Any) -> None:
     for name, packaged in PACKAGED.items():
         if name not in configured:
             where = packaged.locate()
-            rows.append((name, packaged.engine, "installed" if where else "not installed",
-                         str(where or packaged.install)))
+            rows.append(
+                (
+                    name,
+                    packaged.engine,
+                    "installed" if where else "not installed",
+                    str(where or packaged.install),
+                )
+            )
     click.echo(_table(rows, ("ID", "ENGINE", "STATUS", "SOURCE")))
 
 

@@ -17,7 +17,7 @@ from ..engines.base import Engine
 from ..errors import ConfigError
 from ..models.resolve import DEFAULT_MODELS, resolve
 
-SCALARS: dict[Any, click.ParamType] = {
+SCALARS: dict[Any, click.ParamType[Any]] = {
     str: click.STRING,
     int: click.INT,
     float: click.FLOAT,
@@ -29,7 +29,7 @@ SPECIAL = {"models"}
 F = Callable[..., Any]
 
 
-def _click_type(annotation: Any) -> click.ParamType | None:
+def _click_type(annotation: Any) -> click.ParamType[Any] | None:
     if typing.get_origin(annotation) in (types.UnionType, typing.Union):
         args = [a for a in typing.get_args(annotation) if a is not type(None)]
         annotation = args[0] if len(args) == 1 else None
@@ -49,9 +49,7 @@ def settings_options(func: F) -> F:
         flag = "--" + name.replace("_", "-")
         help_text = f"{field.description} [default: {field.default}; env ALLMENDE_{name.upper()}]"
         if kind is click.BOOL:
-            func = click.option(
-                f"{flag}/--no-{flag[2:]}", name, default=None, help=help_text
-            )(func)
+            func = click.option(f"{flag}/--no-{flag[2:]}", name, default=None, help=help_text)(func)
         else:
             func = click.option(flag, name, type=kind, default=None, help=help_text)(func)
     func = click.option(

@@ -56,6 +56,7 @@ def serve(config_file: Path | None, **flags: Any) -> None:
     host = f"[{settings.host}]" if ":" in settings.host else settings.host
     url = f"http://{host}:{port}"
     click.echo(f"Listening on {url} (loading models; {url}/health says when ready)")
+    sys.stdout.flush()
 
     def ready() -> None:
         names = ", ".join(e.model_id for e in engines)

@@ -89,10 +89,10 @@ class Engine(ABC):
         self.source = source
         self.options = options
 
-    async def start(self) -> None:
+    async def start(self) -> None:  # noqa: B027 - optional hook
         """Load the model. Called once before serving; may take long."""
 
-    async def aclose(self) -> None:
+    async def aclose(self) -> None:  # noqa: B027 - optional hook
         """Release resources."""
 
     @abstractmethod

@@ -74,8 +74,8 @@ class ChatTemplate:
         content = message.text()
         if message.tool_calls:
             calls = "".join(
-                '<tool_call>{"name": %s, "arguments": %s}</tool_call>'
-                % (json.dumps(c.function.name), c.function.arguments or "{}")
+                f'<tool_call>{{"name": {json.dumps(c.function.name)}, '
+                f'"arguments": {c.function.arguments or "{}"}}}</tool_call>'
                 for c in message.tool_calls
             )
             content = f"{content}{calls}"

@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import re
 from collections import deque
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator
 
 from pydantic import Field
 
@@ -84,7 +84,9 @@ class FakeEngine(LocalEngine):
         self._turn += 1
         return reply
 
-    async def generate(self, prompt: list[int], params: SamplingParams) -> AsyncIterator[str | Finished]:
+    async def generate(
+        self, prompt: list[int], params: SamplingParams
+    ) -> AsyncGenerator[str | Finished, None]:
         self.calls.append((self.detokenize(prompt), params))
         reply = self._next_reply()
         if isinstance(reply, Exception):

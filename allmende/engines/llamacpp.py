@@ -14,7 +14,7 @@ import json
 import os
 import random
 import threading
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator
 from typing import Any
 
 from pydantic import Field
@@ -111,7 +111,7 @@ class LlamaCppEngine(LocalEngine):
         return tokens
 
     def _grammar(self, schema: dict[str, Any]) -> Any:
-        from llama_cpp import LlamaGrammar
+        from llama_cpp.llama_grammar import LlamaGrammar
 
         try:
             return LlamaGrammar.from_json_schema(json.dumps(schema), verbose=False)
@@ -123,7 +123,7 @@ class LlamaCppEngine(LocalEngine):
 
     async def generate(
         self, prompt: list[int], params: SamplingParams
-    ) -> AsyncIterator[str | Finished]:
+    ) -> AsyncGenerator[str | Finished, None]:
         grammar = self._grammar(params.json_schema) if params.json_schema is not None else None
         async with self._admission.slot():
             loop = asyncio.get_running_loop()

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import json
 from abc import abstractmethod
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator, AsyncIterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -83,7 +83,9 @@ class LocalEngine(Engine):
     def tokenize(self, text: str) -> list[int]: ...
 
     @abstractmethod
-    def generate(self, prompt: list[int], params: SamplingParams) -> AsyncIterator[str | Finished]:
+    def generate(
+        self, prompt: list[int], params: SamplingParams
+    ) -> AsyncGenerator[str | Finished, None]:
         """Yield one text piece per generated token (possibly ''), then one `Finished`."""
 
     # -- shared machinery -----------------------------------------------------------------------
@@ -176,9 +178,13 @@ class LocalEngine(Engine):
                     held += item
                     # In `auto` mode, stream prose as soon as it cannot be a tool call.
                     lead = held.lstrip()
-                    if not forced and lead and not (
-                        toolkit.TOOL_CALL_OPEN.startswith(lead[: len(toolkit.TOOL_CALL_OPEN)])
-                        or lead.startswith("{")
+                    if (
+                        not forced
+                        and lead
+                        and not (
+                            toolkit.TOOL_CALL_OPEN.startswith(lead[: len(toolkit.TOOL_CALL_OPEN)])
+                            or lead.startswith("{")
+                        )
                     ):
                         buffered = False
                         yield Delta(index=index, text=held)

