@@ -79,7 +79,15 @@ class Settings(BaseSettings):
         "for chat, all-MiniLM-L6-v2 for embeddings).",
     )
     context_length: int = Field(
-        default=4096, ge=64, description="Context window (tokens) for embedded llama.cpp models."
+        default=2048,
+        ge=64,
+        description="Context window (tokens) per sequence for embedded llama.cpp models.",
+    )
+    parallel: int = Field(
+        default=8,
+        ge=1,
+        le=256,
+        description="Sequences an embedded llama.cpp model decodes together (batch slots).",
     )
     threads: int | None = Field(
         default=None, ge=1, description="CPU threads for embedded models; all cores if unset."
@@ -87,7 +95,8 @@ class Settings(BaseSettings):
     max_queue: int = Field(
         default=64,
         ge=0,
-        description="Requests that may wait per embedded model; beyond it clients get 503.",
+        description="Requests that may wait for a free slot per embedded model; beyond it "
+        "clients get 503.",
     )
     retry_after: int = Field(
         default=2, ge=1, description="Seconds suggested in Retry-After when overloaded."

@@ -282,7 +282,7 @@ async def test_concurrent_streams_all_complete() -> None:
 async def test_queue_full_gives_503() -> None:
     import asyncio
 
-    spec = ModelSpec(id="smol", source="smollm2", options={"max_queue": 0})
+    spec = ModelSpec(id="smol", source="smollm2", options={"max_queue": 0, "parallel": 1})
     engine = build_engine(resolve(spec), spec, Settings(context_length=512))
     async for _, c in serve_app([engine]):
         body = {

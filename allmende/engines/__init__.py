@@ -69,6 +69,7 @@ def _defaults(cls: type[Engine], settings: Settings) -> dict[str, Any]:
     """Global settings that map onto fields of the engine's options."""
     known = {
         "context_length": settings.context_length,
+        "parallel": settings.parallel,
         "threads": settings.threads,
         "max_queue": settings.max_queue,
         "retry_after": settings.retry_after,
