@@ -27,7 +27,7 @@ def llama_cpp_python_version() -> str:
 def ensure_llama_server(version: str | None = None, jobs: int | None = None) -> Path:
     """The path of a built `llama-server` for `version` (default: the installed one)."""
     version = version or llama_cpp_python_version()
-    root = BUILD_ROOT / f"llama-cpp-python-{version}"
+    root = BUILD_ROOT / f"llama_cpp_python-{version}"
     binary = root / "build" / "bin" / "llama-server"
     if binary.exists():
         return binary

@@ -246,7 +246,7 @@ async def test_chat_on_embedding_model_is_400(client: httpx.AsyncClient) -> None
 
 
 async def test_concurrent_streams_all_complete() -> None:
-    """Requests beyond the one running wait in line; no stream is cut or interleaved."""
+    """Concurrent requests share decode steps; no stream is cut or interleaved."""
     import asyncio
 
     spec = ModelSpec(id="smol", source="smollm2")
@@ -273,8 +273,24 @@ async def test_concurrent_streams_all_complete() -> None:
                         reason = choice["finish_reason"] or reason
             return text, reason
 
+        peak = 0
+        done = False
+
+        async def watch() -> None:
+            nonlocal peak
+            while not done:
+                metrics = (await c.get("/metrics")).text
+                for line in metrics.splitlines():
+                    if line.startswith('allmende_running_sequences{model="smol"}'):
+                        peak = max(peak, int(float(line.split()[-1])))
+                await asyncio.sleep(0.01)
+
+        watcher = asyncio.create_task(watch())
         results = await asyncio.gather(*(one(i) for i in range(4)))
+        done = True
+        await watcher
         assert all(reason in ("stop", "length") and text for text, reason in results)
+        assert peak >= 2, "requests were not decoded together"
         # The same request alone gives the same text: nothing was interleaved.
         assert (await one(2))[0] == results[2][0]
 
@@ -298,3 +314,29 @@ async def test_queue_full_gives_503() -> None:
         refused = next(r for r in responses if r.status_code == 503)
         assert refused.json()["error"]["code"] == "server_overloaded"
         assert int(refused.headers["retry-after"]) >= 1
+
+
+async def test_disconnect_frees_the_sequence() -> None:
+    import asyncio
+
+    spec = ModelSpec(id="smol", source="smollm2")
+    engine = build_engine(resolve(spec), spec, Settings(context_length=512))
+    async with live_server([engine]) as url, httpx.AsyncClient(base_url=url, timeout=60) as c:
+        body = {
+            "model": "smol",
+            "messages": [{"role": "user", "content": "Write a very long story."}],
+            "max_tokens": 400,
+            "stream": True,
+        }
+        async with c.stream("POST", "/v1/chat/completions", json=body) as r:
+            async for line in r.aiter_lines():
+                if line.startswith("data: {"):
+                    break
+        for _ in range(200):
+            if engine.running() == 0:
+                break
+            await asyncio.sleep(0.01)
+        assert engine.running() == 0
+        metrics = (await c.get("/metrics")).text
+        assert 'allmende_running_sequences{model="smol"} 0.0' in metrics
+        assert 'status="499"' in metrics

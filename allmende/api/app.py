@@ -98,7 +98,9 @@ def create_app(
     registry = ModelRegistry(engines)
     metrics = Metrics()
     for engine in engines:
-        metrics.track_queue(engine.model_id, engine.queue_depth)
+        metrics.track_engine(
+            engine.model_id, engine.queue_depth, engine.running, engine.batch_tokens
+        )
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:

@@ -49,8 +49,29 @@ class Metrics:
             registry=r,
         )
 
-    def track_queue(self, model: str, depth: Callable[[], int]) -> None:
-        self.queue_depth.labels(model=model).set_function(lambda: float(depth()))
+        self.running = Gauge(
+            "allmende_running_sequences",
+            "Sequences an engine is generating right now (its batch), by model.",
+            ["model"],
+            registry=r,
+        )
+        self.batch_tokens = Gauge(
+            "allmende_batch_tokens",
+            "Tokens in the engine's most recent decode step, by model.",
+            ["model"],
+            registry=r,
+        )
+
+    def track_engine(
+        self,
+        model: str,
+        queue_depth: Callable[[], int],
+        running: Callable[[], int],
+        batch_tokens: Callable[[], int],
+    ) -> None:
+        self.queue_depth.labels(model=model).set_function(lambda: float(queue_depth()))
+        self.running.labels(model=model).set_function(lambda: float(running()))
+        self.batch_tokens.labels(model=model).set_function(lambda: float(batch_tokens()))
 
     def render(self) -> bytes:
         return generate_latest(self.registry)

@@ -102,6 +102,14 @@ class Engine(ABC):
         """Requests waiting for this engine (reported in /metrics)."""
         return 0
 
+    def running(self) -> int:
+        """Sequences being generated right now (reported in /metrics)."""
+        return 0
+
+    def batch_tokens(self) -> int:
+        """Tokens in the engine's most recent decode step (reported in /metrics)."""
+        return 0
+
     def chat(self, request: ChatCompletionRequest) -> AsyncIterator[Event]:
         raise InvalidRequestError(
             f"The model '{self.model_id}' does not support chat completions.", param="model"

@@ -37,9 +37,7 @@ class LlamaCppOptions(EngineOptions):
     prefill_chunk: int = Field(
         default=256, ge=1, description="Most prompt tokens of one request per decode step."
     )
-    max_queue: int = Field(
-        default=64, ge=0, description="Requests that may wait for a free slot."
-    )
+    max_queue: int = Field(default=64, ge=0, description="Requests that may wait for a free slot.")
     retry_after: int = Field(default=2, ge=1, description="Retry-After seconds when full.")
     chat_template: str | None = Field(
         default=None, description="A Jinja chat template overriding the GGUF's own."
@@ -123,8 +121,10 @@ class LlamaCppEngine(LocalEngine):
     def queue_depth(self) -> int:
         return self._scheduler.queued() if self._scheduler else 0
 
-    def batch_size(self) -> int:
-        """Tokens in the most recent decode step."""
+    def running(self) -> int:
+        return self._scheduler.active() if self._scheduler else 0
+
+    def batch_tokens(self) -> int:
         return self._scheduler.last_batch if self._scheduler else 0
 
     def tokenize(self, text: str) -> list[int]:
