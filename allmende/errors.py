@@ -8,6 +8,9 @@ as the OpenAI envelope ``{"error": {"message", "type", "param", "code"}}`` with 
     │   ├── ContextLengthExceededError 400 code=context_length_exceeded
     │   ├── UnsupportedParameterError  400 code=unsupported_parameter
     │   └── RequestTooLargeError       413 code=request_too_large
+    ├── AuthenticationError            401 authentication_error code=invalid_api_key
+    ├── PermissionDeniedError          403 permission_error code=permission_denied
+    ├── ConflictError                  409 invalid_request_error code=conflict
     ├── NotFoundError                  404 invalid_request_error (code=not_found)
     │   └── ModelNotFoundError         404 code=model_not_found
     ├── RateLimitError                 429 rate_limit_error (Retry-After)
@@ -60,6 +63,24 @@ class UnsupportedParameterError(InvalidRequestError):
 class RequestTooLargeError(InvalidRequestError):
     status = 413
     code = "request_too_large"
+
+
+class AuthenticationError(AllmendeError):
+    status = 401
+    type = "authentication_error"
+    code = "invalid_api_key"
+
+
+class PermissionDeniedError(AllmendeError):
+    status = 403
+    type = "permission_error"
+    code = "permission_denied"
+
+
+class ConflictError(AllmendeError):
+    status = 409
+    type = "invalid_request_error"
+    code = "conflict"
 
 
 class NotFoundError(AllmendeError):

@@ -118,7 +118,7 @@ async def test_chat_and_models_against_a_running_server() -> None:
         code, out = await asyncio.to_thread(run, "chat", "Hi", "--url", url)
         assert (code, out.strip()) == (0, "Remote answer.")
         code, out = await asyncio.to_thread(run, "models", "--url", url)
-        assert code == 0 and re.search(r"^demo\s+fake\s+4096", out, re.M)
+        assert code == 0 and re.search(r"^demo\s+fake\s+2048", out, re.M)
         code, out = await asyncio.to_thread(run, "chat", "Hi", "--url", url, "-m", "nope")
         assert code != 0 and "does not exist" in out
 

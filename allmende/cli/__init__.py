@@ -5,6 +5,7 @@ from __future__ import annotations
 import click
 
 from .. import __version__
+from ..commons.cli import audit, keys_group, members, usage
 from .chat import chat
 from .models import models
 from .serve import serve
@@ -19,6 +20,10 @@ def cli() -> None:
 cli.add_command(serve)
 cli.add_command(models)
 cli.add_command(chat)
+cli.add_command(members)
+cli.add_command(keys_group)
+cli.add_command(usage)
+cli.add_command(audit)
 
 
 def main() -> None:

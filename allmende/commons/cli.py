@@ -1,0 +1,332 @@
+"""Command groups of the commons: ``members``, ``keys``, ``usage`` and ``audit``.
+
+Each takes ``--database-url`` (default: ``$ALLMENDE_DATABASE_URL``, else SQLite ``allmende.db`` in
+``$ALLMENDE_DATA_DIR`` or ``~/.local/share/allmende``).
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
+from typing import Any, TypeVar
+
+import click
+from sqlalchemy.engine import Engine
+from sqlalchemy.exc import SQLAlchemyError
+
+from ..errors import AllmendeError
+from . import db, keys, ledger
+from . import members as members_mod
+from .audit import AuditLog, format_ts
+
+F = TypeVar("F", bound=Callable[..., Any])
+DURATION_RE = re.compile(r"^(\d+)([smhdw])$")
+UNITS = {"s": "seconds", "m": "minutes", "h": "hours", "d": "days", "w": "weeks"}
+
+
+def database_option(func: F) -> F:
+    return click.option(
+        "--database-url",
+        envvar="ALLMENDE_DATABASE_URL",
+        default=None,
+        metavar="URL",
+        help="sqlite:///PATH or postgresql+psycopg://USER@HOST/DB "
+        "[default: $ALLMENDE_DATABASE_URL, else allmende.db in the data directory]",
+    )(func)
+
+
+def _open(ctx: click.Context) -> Engine:
+    url = ctx.obj.get("database_url") if isinstance(ctx.obj, dict) else None
+    try:
+        engine = db.open_database(url or db.default_database_url())
+    except (SQLAlchemyError, ValueError, OSError) as exc:
+        raise click.ClickException(f"cannot open the database: {exc}") from None
+    ctx.call_on_close(engine.dispose)
+    return engine
+
+
+def _group_setup(ctx: click.Context, database_url: str | None) -> None:
+    ctx.ensure_object(dict)
+    ctx.obj["database_url"] = database_url
+
+
+def _fail(exc: AllmendeError) -> click.ClickException:
+    return click.ClickException(exc.message)
+
+
+def parse_when(text: str, *, now: datetime | None = None) -> datetime:
+    """``30d``/``12h``/``90m``/``2w``/``45s`` from now, or an ISO date or time (UTC if naive)."""
+    now = now or db.now()
+    if match := DURATION_RE.match(text.strip()):
+        return now + timedelta(**{UNITS[match.group(2)]: int(match.group(1))})
+    try:
+        value = datetime.fromisoformat(text.strip())
+    except ValueError:
+        raise click.BadParameter(f"'{text}' is neither a duration (30d) nor an ISO date") from None
+    return value if value.tzinfo else value.replace(tzinfo=UTC)
+
+
+def _ts(value: datetime | None) -> str:
+    return "" if value is None else format_ts(value)
+
+
+# ---- members -------------------------------------------------------------------------------
+
+
+@click.group()
+@database_option
+@click.pass_context
+def members(ctx: click.Context, database_url: str | None) -> None:
+    """Members of the commons (organisations, teams)."""
+    _group_setup(ctx, database_url)
+
+
+@members.command("add")
+@click.argument("name")
+@click.pass_context
+def members_add(ctx: click.Context, name: str) -> None:
+    """Add a member."""
+    try:
+        member = members_mod.add_member(_open(ctx), name)
+    except AllmendeError as exc:
+        raise _fail(exc) from None
+    click.echo(f"Added member {member.name} (id {member.id}).")
+
+
+@members.command("list")
+@click.option("--all", "include_removed", is_flag=True, help="Include removed members.")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+@click.pass_context
+def members_list(ctx: click.Context, include_removed: bool, as_json: bool) -> None:
+    """List members."""
+    found = members_mod.list_members(_open(ctx), include_removed=include_removed)
+    rows = [
+        {"id": m.id, "name": m.name, "created": _ts(m.created), "removed": _ts(m.removed) or None}
+        for m in found
+    ]
+    if as_json:
+        click.echo(json.dumps(rows, indent=2))
+        return
+    for row in rows:
+        removed = f"  removed {row['removed']}" if row["removed"] else ""
+        click.echo(f"{row['id']:>5}  {row['name']:<32} created {row['created']}{removed}")
+
+
+@members.command("remove")
+@click.argument("name")
+@click.pass_context
+def members_remove(ctx: click.Context, name: str) -> None:
+    """Remove a member: its keys are revoked, its nodes retired, its history kept."""
+    try:
+        member = members_mod.remove_member(_open(ctx), name)
+    except AllmendeError as exc:
+        raise _fail(exc) from None
+    click.echo(f"Removed member {member.name}; its keys are revoked, its history is kept.")
+
+
+# ---- keys ----------------------------------------------------------------------------------
+
+
+@click.group("keys")
+@database_option
+@click.pass_context
+def keys_group(ctx: click.Context, database_url: str | None) -> None:
+    """API keys (stored only as hashes)."""
+    _group_setup(ctx, database_url)
+
+
+def _key_ref(ref: str) -> str | int:
+    return int(ref) if ref.isdigit() else ref
+
+
+@keys_group.command("create")
+@click.option("--member", required=True, help="The member the key belongs to.")
+@click.option("--scope", type=click.Choice(keys.SCOPES), default="member", show_default=True)
+@click.option("--expires", default=None, help="A duration (30d, 12h) or an ISO date.")
+@click.option("--rpm", type=click.IntRange(min=0), default=None, help="Requests per minute.")
+@click.option("--tpm", type=click.IntRange(min=0), default=None, help="Tokens per minute.")
+@click.option("--tpd", type=click.IntRange(min=0), default=None, help="Tokens per day.")
+@click.pass_context
+def keys_create(
+    ctx: click.Context,
+    member: str,
+    scope: keys.Scope,
+    expires: str | None,
+    rpm: int | None,
+    tpm: int | None,
+    tpd: int | None,
+) -> None:
+    """Create a key and print it. It is shown this once; only its hash is stored."""
+    when = parse_when(expires) if expires else None
+    try:
+        new = keys.create_key(
+            _open(ctx), member, scope=scope, expires=when, limits=keys.Limits(rpm, tpm, tpd)
+        )
+    except AllmendeError as exc:
+        raise _fail(exc) from None
+    click.echo(new.secret)
+    click.echo(
+        f"Key {new.info.id} ({new.info.prefix}..., scope {scope}) for {member}. "
+        "Store it now: it cannot be shown again.",
+        err=True,
+    )
+
+
+def _key_dict(info: keys.KeyInfo) -> dict[str, Any]:
+    return {
+        "id": info.id,
+        "member": info.member,
+        "prefix": info.prefix,
+        "scope": info.scope,
+        "created": _ts(info.created),
+        "expires": _ts(info.expires) or None,
+        "revoked": _ts(info.revoked) or None,
+        "rpm": info.limits.rpm,
+        "tpm": info.limits.tpm,
+        "tpd": info.limits.tpd,
+    }
+
+
+@keys_group.command("list")
+@click.option("--member", default=None, help="Only this member's keys.")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+@click.pass_context
+def keys_list(ctx: click.Context, member: str | None, as_json: bool) -> None:
+    """List keys (prefixes only; the keys themselves are not stored)."""
+    rows = [_key_dict(info) for info in keys.list_keys(_open(ctx), member)]
+    if as_json:
+        click.echo(json.dumps(rows, indent=2))
+        return
+    for r in rows:
+        state = "revoked" if r["revoked"] else f"expires {r['expires']}" if r["expires"] else ""
+        click.echo(f"{r['id']:>5}  {r['prefix']}...  {r['member']:<24} {r['scope']:<7} {state}")
+
+
+@keys_group.command("revoke")
+@click.argument("key")
+@click.pass_context
+def keys_revoke(ctx: click.Context, key: str) -> None:
+    """Revoke a key, given its id or prefix."""
+    try:
+        info = keys.revoke_key(_open(ctx), _key_ref(key))
+    except AllmendeError as exc:
+        raise _fail(exc) from None
+    click.echo(f"Revoked key {info.id} ({info.prefix}...) of {info.member}.")
+
+
+@keys_group.command("limits")
+@click.argument("key")
+@click.option("--rpm", type=click.IntRange(min=0), default=None, help="Requests per minute.")
+@click.option("--tpm", type=click.IntRange(min=0), default=None, help="Tokens per minute.")
+@click.option("--tpd", type=click.IntRange(min=0), default=None, help="Tokens per day.")
+@click.pass_context
+def keys_limits(
+    ctx: click.Context, key: str, rpm: int | None, tpm: int | None, tpd: int | None
+) -> None:
+    """Set a key's limits (those not given become unlimited)."""
+    try:
+        info = keys.set_limits(_open(ctx), _key_ref(key), keys.Limits(rpm, tpm, tpd))
+    except AllmendeError as exc:
+        raise _fail(exc) from None
+    click.echo(json.dumps(_key_dict(info)))
+
+
+# ---- usage ---------------------------------------------------------------------------------
+
+
+@click.command()
+@database_option
+@click.option("--member", default=None, help="Only this member.")
+@click.option("--since", default=None, help="A duration back from now (7d) or an ISO date.")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+@click.pass_context
+def usage(
+    ctx: click.Context,
+    database_url: str | None,
+    member: str | None,
+    since: str | None,
+    as_json: bool,
+) -> None:
+    """Usage per member and model, and each member's contribution (tokens its nodes served)."""
+    _group_setup(ctx, database_url)
+    engine = _open(ctx)
+    start = None
+    if since:
+        start = parse_when(since) if not DURATION_RE.match(since) else _ago(since)
+    try:
+        member_id = members_mod.find_member(engine, member).id if member else None
+    except AllmendeError as exc:
+        raise _fail(exc) from None
+    rows = ledger.usage(engine, member_id=member_id, since=start)
+    given = ledger.contribution(engine, member_id=member_id, since=start)
+    if as_json:
+        out = {
+            "since": _ts(start) or None,
+            "usage": [r.to_dict() for r in rows],
+            "contribution": [c.to_dict() for c in given],
+        }
+        click.echo(json.dumps(out, indent=2))
+        return
+    click.echo(f"{'member':<24} {'model':<32} {'requests':>9} {'errors':>7} {'tokens':>12}")
+    for r in rows:
+        click.echo(
+            f"{r.member:<24} {r.model:<32} {r.requests:>9} {r.errors:>7} {r.total_tokens:>12}"
+        )
+    if given:
+        click.echo("\ncontribution (tokens served to other members by the member's nodes)")
+        for c in given:
+            click.echo(f"{c.member:<24} {c.requests:>9} requests {c.tokens:>12} tokens")
+
+
+def _ago(text: str) -> datetime:
+    now = db.now()
+    return now - (parse_when(text, now=now) - now)
+
+
+# ---- audit ---------------------------------------------------------------------------------
+
+
+@click.group()
+@database_option
+@click.pass_context
+def audit(ctx: click.Context, database_url: str | None) -> None:
+    """The tamper-evident audit log."""
+    _group_setup(ctx, database_url)
+
+
+@audit.command("verify")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+@click.pass_context
+def audit_verify(ctx: click.Context, as_json: bool) -> None:
+    """Check the hash chain; exits 1 and names the first bad record if it is broken."""
+    result = AuditLog(_open(ctx)).verify()
+    if as_json:
+        click.echo(json.dumps(result.__dict__))
+    elif result.ok:
+        click.echo(f"OK: {result.checked} records, head {result.head_seq} {result.head_hash}")
+    else:
+        click.echo(f"BROKEN at record {result.first_bad_seq}: {result.reason}", err=True)
+    if not result.ok:
+        ctx.exit(1)
+
+
+@audit.command("list")
+@click.option("--member", default=None, help="Only records about this member.")
+@click.option("--after", "after_seq", type=int, default=0, help="Records after this seq.")
+@click.option("--limit", type=click.IntRange(min=1), default=100, show_default=True)
+@click.pass_context
+def audit_list(ctx: click.Context, member: str | None, after_seq: int, limit: int) -> None:
+    """Print records as JSON lines."""
+    engine = _open(ctx)
+    try:
+        member_id = members_mod.find_member(engine, member).id if member else None
+    except AllmendeError as exc:
+        raise _fail(exc) from None
+    log = AuditLog(engine)
+    for record in log.records(member_id=member_id, after_seq=after_seq, limit=limit):
+        click.echo(json.dumps(record.to_dict()))
+
+
+__all__ = ["audit", "keys_group", "members", "usage"]

@@ -1,0 +1,91 @@
+"""Schema migrations and connection settings on both backends."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import sqlalchemy as sa
+from alembic.autogenerate import compare_metadata
+from alembic.runtime.migration import MigrationContext
+from sqlalchemy.engine import Engine
+
+from allmende.commons import db
+
+TABLES = {
+    "alembic_version",
+    "api_keys",
+    "audit",
+    "audit_head",
+    "key_limits",
+    "ledger",
+    "members",
+    "nodes",
+    "rate_counters",
+}
+
+
+def test_migrations_create_the_schema(engine: Engine) -> None:
+    assert set(sa.inspect(engine).get_table_names()) == TABLES
+    assert db.schema_revision(engine) == "0001"
+    with engine.connect() as conn:
+        assert compare_metadata(MigrationContext.configure(conn), db.metadata) == []
+        head = conn.execute(sa.select(db.audit_head)).all()
+    assert [tuple(row) for row in head] == [(1, 0, "0" * 64)]
+
+
+def test_upgrade_is_idempotent(db_url: str) -> None:
+    for _ in range(2):
+        engine = db.open_database(db_url)
+        assert db.schema_revision(engine) == "0001"
+        engine.dispose()
+
+
+def test_a_fresh_database_has_no_revision(db_url: str) -> None:
+    engine = db.create_db_engine(db_url)
+    assert db.schema_revision(engine) is None
+    db.upgrade(engine)
+    assert db.schema_revision(engine) == "0001"
+    engine.dispose()
+
+
+def test_sqlite_pragmas(tmp_path: Path) -> None:
+    engine = db.open_database(f"sqlite:///{tmp_path / 'sub' / 'x.db'}")
+    with engine.connect() as conn:
+        assert conn.exec_driver_sql("PRAGMA journal_mode").scalar() == "wal"
+        assert conn.exec_driver_sql("PRAGMA synchronous").scalar() == 2  # FULL
+        assert conn.exec_driver_sql("PRAGMA foreign_keys").scalar() == 1
+        assert conn.exec_driver_sql("PRAGMA busy_timeout").scalar() == db.BUSY_TIMEOUT_MS
+    engine.dispose()
+
+
+def test_sqlite_transactions_roll_back_ddl_and_dml(tmp_path: Path) -> None:
+    engine = db.create_db_engine(f"sqlite:///{tmp_path / 'x.db'}")
+    with pytest.raises(RuntimeError), db.write(engine) as conn:
+        conn.exec_driver_sql("CREATE TABLE t (x INTEGER)")
+        raise RuntimeError
+    assert "t" not in sa.inspect(engine).get_table_names()
+    engine.dispose()
+
+
+def test_default_database_url(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    monkeypatch.delenv("ALLMENDE_DATABASE_URL", raising=False)
+    monkeypatch.setenv("ALLMENDE_DATA_DIR", str(tmp_path))
+    assert db.default_database_url() == f"sqlite:///{tmp_path / 'allmende.db'}"
+    monkeypatch.delenv("ALLMENDE_DATA_DIR")
+    monkeypatch.setenv("XDG_DATA_HOME", str(tmp_path / "xdg"))
+    assert db.default_database_url() == f"sqlite:///{tmp_path / 'xdg' / 'allmende' / 'allmende.db'}"
+    monkeypatch.setenv("ALLMENDE_DATABASE_URL", "postgresql+psycopg://u@h/d")
+    assert db.default_database_url() == "postgresql+psycopg://u@h/d"
+    assert db.default_database_url(tmp_path) == f"sqlite:///{tmp_path / 'allmende.db'}"
+
+
+def test_unsupported_url() -> None:
+    with pytest.raises(ValueError, match="unsupported"):
+        db.create_db_engine("mysql://u@h/d")
+
+
+def test_plain_postgresql_url_uses_psycopg() -> None:
+    engine = db.create_db_engine("postgresql://u@localhost/d")
+    assert engine.dialect.driver == "psycopg"
+    engine.dispose()
