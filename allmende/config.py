@@ -111,6 +111,25 @@ class Settings(BaseSettings):
         default=True,
         description="Download Hugging Face ids that are not cached (needs network access).",
     )
+    data_dir: str | None = Field(
+        default=None,
+        description="Directory for Allmende's state (the commons database); default "
+        "~/.local/share/allmende.",
+    )
+    database_url: str | None = Field(
+        default=None,
+        description="SQLAlchemy URL of the commons database (members, keys, ledger, audit), "
+        "e.g. postgresql+psycopg://user@host/db; default: SQLite allmende.db in data_dir.",
+    )
+    audit_content: bool = Field(
+        default=False,
+        description="Also keep prompts and answers in the audit log (metadata only if off).",
+    )
+    insecure: bool = Field(
+        default=False,
+        description="Serve beyond loopback without any API key (anyone who can reach the port "
+        "can use it).",
+    )
     log_level: Literal["debug", "info", "warning", "error"] = Field(
         default="info", description="Logging level."
     )

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import os
 import socket
+import tempfile
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -20,6 +22,10 @@ from allmende.engines import build_engine
 from allmende.engines.base import Engine
 from allmende.engines.fake import FakeEngine
 from allmende.models.resolve import PACKAGED, resolve
+
+# Keep every test's commons database (keys, ledger, audit) out of the user's data directory.
+os.environ["ALLMENDE_DATA_DIR"] = tempfile.mkdtemp(prefix="allmende-test-")
+os.environ.pop("ALLMENDE_DATABASE_URL", None)
 
 
 def fake_engine(model_id: str = "fake", **options: object) -> FakeEngine:

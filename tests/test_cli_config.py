@@ -128,6 +128,16 @@ def test_chat_against_unreachable_server() -> None:
     assert code != 0 and "failed" in out
 
 
-def test_binding_beyond_loopback_warns() -> None:
-    code, out = run("serve", "--host", "0.0.0.0", "--model", "./nowhere.gguf")
-    assert "WARNING: binding to 0.0.0.0" in out and "no authentication" in out
+def test_binding_beyond_loopback_needs_a_key(tmp_path: Path) -> None:
+    env = {"ALLMENDE_DATA_DIR": str(tmp_path)}
+    code, out = run("serve", "--host", "0.0.0.0", "--model", "./nowhere.gguf", env=env)
+    assert code != 0 and "Refusing to serve on 0.0.0.0 without authentication" in out
+    code, out = run(
+        "serve", "--host", "0.0.0.0", "--insecure", "--model", "./nowhere.gguf", env=env
+    )
+    assert "WARNING: serving on 0.0.0.0 without authentication" in out
+    assert "not found" in out  # it went on to resolve the model
+    assert run("members", "add", "acme", env=env)[0] == 0
+    assert run("keys", "create", "--member", "acme", env=env)[0] == 0
+    code, out = run("serve", "--host", "0.0.0.0", "--model", "./nowhere.gguf", env=env)
+    assert "Refusing" not in out and "WARNING" not in out and "not found" in out

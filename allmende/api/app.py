@@ -17,6 +17,7 @@ from ..engines.base import Engine
 from ..errors import RequestTooLargeError
 from . import errors
 from .errors import error_response
+from .gate import Gate
 from .metrics import Metrics
 from .routes import router
 from .serving import ModelRegistry
@@ -102,8 +103,11 @@ def create_app(
             engine.model_id, engine.queue_depth, engine.running, engine.batch_tokens
         )
 
+    gate = Gate(settings)
+
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        await gate.open()
         loading = asyncio.create_task(load_engines(registry, on_ready))
         try:
             yield
@@ -111,6 +115,7 @@ def create_app(
             loading.cancel()
             for engine in engines:
                 await engine.aclose()
+            await gate.close()
 
     app = FastAPI(
         title="Allmende",
@@ -121,6 +126,7 @@ def create_app(
     app.state.settings = settings
     app.state.models = registry
     app.state.metrics = metrics
+    app.state.gate = gate
     errors.install(app)
     app.include_router(router)
     app.add_middleware(BodyLimit, limit=settings.max_body_bytes)

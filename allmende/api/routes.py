@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import base64
 from typing import Any
 
@@ -9,9 +10,11 @@ import numpy as np
 from fastapi import APIRouter, Request, Response
 from fastapi.responses import JSONResponse, PlainTextResponse, StreamingResponse
 
+from ..commons.keys import Principal
 from ..engines.base import Engine
-from ..errors import InvalidRequestError
+from ..errors import AuthenticationError, InvalidRequestError, PermissionDeniedError
 from ..protocol import ChatCompletionRequest, CompletionRequest, EmbeddingRequest
+from .gate import Gate, Outcome
 from .metrics import Metrics
 from .serving import Generation, ModelRegistry, check_request
 
@@ -21,6 +24,15 @@ router = APIRouter()
 def _models(request: Request) -> ModelRegistry:
     registry: ModelRegistry = request.app.state.models
     return registry
+
+
+def _gate(request: Request) -> Gate:
+    gate: Gate = request.app.state.gate
+    return gate
+
+
+async def _admit(request: Request) -> Principal | None:
+    return await _gate(request).admit(request)
 
 
 def _metrics(request: Request) -> Metrics:
@@ -44,12 +56,14 @@ def model_object(engine: Engine) -> dict[str, Any]:
 
 @router.get("/v1/models")
 async def list_models(request: Request) -> dict[str, Any]:
+    await _admit(request)
     engines = _models(request).engines.values()
     return {"object": "list", "data": [model_object(e) for e in engines]}
 
 
 @router.get("/v1/models/{model_id:path}")
 async def get_model(model_id: str, request: Request) -> dict[str, Any]:
+    await _admit(request)
     registry = _models(request)
     engine = registry.engines.get(model_id)
     if engine is None:
@@ -62,24 +76,31 @@ async def get_model(model_id: str, request: Request) -> dict[str, Any]:
 async def chat_completions(
     body: ChatCompletionRequest, request: Request
 ) -> JSONResponse | StreamingResponse:
+    principal = await _admit(request)
     check_request(body, "chat")
     body.stops()  # validate early
     engine = _models(request).get(body.model)
-    return await Generation("chat", engine, body, _metrics(request)).respond()
+    generation = Generation("chat", engine, body, _metrics(request), _gate(request), principal)
+    return await generation.respond()
 
 
 @router.post("/v1/completions", response_model=None)
 async def completions(
     body: CompletionRequest, request: Request
 ) -> JSONResponse | StreamingResponse:
+    principal = await _admit(request)
     check_request(body, "completions")
     body.stops()
     engine = _models(request).get(body.model)
-    return await Generation("completion", engine, body, _metrics(request)).respond()
+    generation = Generation(
+        "completion", engine, body, _metrics(request), _gate(request), principal
+    )
+    return await generation.respond()
 
 
 @router.post("/v1/embeddings")
 async def embeddings(body: EmbeddingRequest, request: Request) -> dict[str, Any]:
+    principal = await _admit(request)
     check_request(body, "embeddings")
     texts = body.inputs()
     if len(texts) > 2048:
@@ -98,6 +119,8 @@ async def embeddings(body: EmbeddingRequest, request: Request) -> dict[str, Any]
     metrics = _metrics(request)
     metrics.requests.labels(body.model, "/v1/embeddings", "200").inc()
     metrics.prompt_tokens.labels(body.model).inc(result.prompt_tokens)
+    outcome = Outcome(body.model, "/v1/embeddings", 200, prompt_tokens=result.prompt_tokens)
+    await _gate(request).account(principal, outcome)
     data: list[dict[str, Any]] = []
     for i, vector in enumerate(vectors):
         value: list[float] | str = vector
@@ -127,3 +150,31 @@ async def metrics(request: Request) -> Response:
     return PlainTextResponse(
         _metrics(request).render(), media_type="text/plain; version=0.0.4; charset=utf-8"
     )
+
+
+@router.get("/v1/usage")
+async def usage(
+    request: Request, member: str | None = None, since: str | None = None
+) -> dict[str, Any]:
+    """Ledger totals by member and model: a member key sees its own, an admin key anyone's."""
+    from datetime import datetime
+
+    from ..commons import keys, ledger, members
+
+    principal = await _admit(request)
+    engine = _gate(request).engine
+    assert engine is not None
+    if principal is None:
+        raise AuthenticationError("Usage needs an API key: create one with 'allmende keys'.")
+    requested = None
+    if member is not None:
+        if not principal.is_admin and member != principal.member:
+            raise PermissionDeniedError("A member key can only read its own member's records.")
+        requested = (await asyncio.to_thread(members.find_member, engine, member)).id
+    visible = keys.visible_member(principal, requested)
+    try:
+        start = datetime.fromisoformat(since) if since else None
+    except ValueError:
+        raise InvalidRequestError("'since' must be an ISO 8601 time.", param="since") from None
+    rows = await asyncio.to_thread(ledger.usage, engine, member_id=visible, since=start)
+    return {"object": "list", "data": [r.to_dict() for r in rows]}

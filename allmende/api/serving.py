@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 import time
@@ -12,15 +13,18 @@ from typing import Any, Literal
 
 from fastapi.responses import JSONResponse, StreamingResponse
 
+from ..commons.keys import Principal
 from ..engines.base import Delta, Engine, Event, Usage
-from ..errors import AllmendeError, ModelNotFoundError, OverloadedError
+from ..errors import ModelNotFoundError, OverloadedError
 from ..protocol import ChatCompletionRequest, CompletionRequest, OpenAIModel, reject_unsupported
 from .errors import as_allmende_error, sse_error
+from .gate import Gate, Outcome
 from .metrics import Metrics
 
 log = logging.getLogger("allmende.api")
 
 Kind = Literal["chat", "completion"]
+_background: set[asyncio.Task[None]] = set()
 
 
 class ModelRegistry:
@@ -92,11 +96,15 @@ class Generation:
         engine: Engine,
         request: ChatCompletionRequest | CompletionRequest,
         metrics: Metrics,
+        gate: Gate | None = None,
+        principal: Principal | None = None,
     ) -> None:
         self.kind = kind
         self.engine = engine
         self.request = request
         self.metrics = metrics
+        self.gate = gate
+        self.principal = principal
         self.model = request.model
         prefix = "chatcmpl" if kind == "chat" else "cmpl"
         self.id = f"{prefix}-{uuid.uuid4().hex}"
@@ -109,13 +117,39 @@ class Generation:
             return self.engine.chat(self.request)
         return self.engine.complete(self.request)
 
-    def _done(self, status: int, usage: Usage | None) -> None:
+    def _done(self, status: int, usage: Usage | None) -> Outcome:
         m = self.metrics
+        elapsed = time.perf_counter() - self.started
         m.requests.labels(self.model, self.endpoint, str(status)).inc()
-        m.latency.labels(self.model, self.endpoint).observe(time.perf_counter() - self.started)
+        m.latency.labels(self.model, self.endpoint).observe(elapsed)
         if usage is not None:
             m.prompt_tokens.labels(self.model).inc(usage.prompt_tokens)
             m.completion_tokens.labels(self.model).inc(usage.completion_tokens)
+        return Outcome(
+            model=self.model,
+            endpoint=self.endpoint,
+            status=status,
+            prompt_tokens=usage.prompt_tokens if usage else 0,
+            completion_tokens=usage.completion_tokens if usage else 0,
+            latency_ms=int(elapsed * 1000),
+            request_id=self.id,
+        )
+
+    async def _finish(self, status: int, usage: Usage | None) -> None:
+        """Metrics, then ledger and audit, committed before the client sees the end."""
+        outcome = self._done(status, usage)
+        if self.gate is not None:
+            await self.gate.account(self.principal, outcome)
+
+    def _finish_later(self, status: int) -> None:
+        """For a request whose client went away: account without awaiting (we are cancelled)."""
+        outcome = self._done(status, None)
+        if self.gate is not None:
+            task = asyncio.get_running_loop().create_task(
+                self.gate.account(self.principal, outcome)
+            )
+            _background.add(task)
+            task.add_done_callback(_background.discard)
 
     async def respond(self) -> JSONResponse | StreamingResponse:
         in_flight = self.metrics.in_flight.labels(self.model)
@@ -127,9 +161,12 @@ class Generation:
             first = Usage()
         except BaseException as exc:
             in_flight.dec()
-            error = as_allmende_error(exc) if isinstance(exc, Exception) else None
-            self._done(error.status if error else 499, None)
-            raise (error or exc) from None
+            if not isinstance(exc, Exception):
+                self._finish_later(499)
+                raise
+            error = as_allmende_error(exc)
+            await self._finish(error.status, None)
+            raise error from None
         self.metrics.ttft.labels(self.model).observe(time.perf_counter() - self.started)
         if self.request.stream:
             return StreamingResponse(
@@ -155,9 +192,9 @@ class Generation:
                 event = await anext(events, None)
         except Exception as exc:
             error = as_allmende_error(exc)
-            self._done(error.status, None)
+            await self._finish(error.status, None)
             raise error from None
-        self._done(200, usage)
+        await self._finish(200, usage)
         return {
             "id": self.id,
             "object": "chat.completion" if self.kind == "chat" else "text_completion",
@@ -229,7 +266,7 @@ class Generation:
     async def _sse(self, first: Event, events: AsyncIterator[Event]) -> AsyncIterator[str]:
         opened: set[int] = set()
         usage: Usage | None = None
-        status = 200
+        finished = False
         try:
             event: Event | None = first
             while event is not None:
@@ -240,18 +277,17 @@ class Generation:
                 event = await anext(events, None)
             if self.request.include_usage():
                 yield self._chunk([], usage or Usage())
+            finished = True
+            await self._finish(200, usage)
             yield "data: [DONE]\n\n"
-        except AllmendeError as exc:
-            status = exc.status
-            yield sse_error(exc)
         except Exception as exc:
             error = as_allmende_error(exc)
-            status = error.status
+            if not finished:
+                finished = True
+                await self._finish(error.status, usage)
             yield sse_error(error)
-        except BaseException:
-            status = 499  # the client went away; the generation was cancelled
-            raise
         finally:
             await events.aclose()  # type: ignore[attr-defined]
             self.metrics.in_flight.labels(self.model).dec()
-            self._done(status, usage)
+            if not finished:
+                self._finish_later(499)  # the client went away; the generation was cancelled

@@ -32,12 +32,25 @@ def serve(config_file: Path | None, **flags: Any) -> None:
     settings = load_settings(config_file, flags)
     setup_logging(settings.log_level)
     if settings.binds_beyond_loopback():
-        click.secho(
-            f"WARNING: binding to {settings.host} exposes the API beyond this machine, and "
-            "Allmende has no authentication yet. Anyone who can reach the port can use it.",
-            fg="yellow",
-            err=True,
-        )
+        from ..api.gate import active_keys, open_commons
+
+        database = open_commons(settings)
+        try:
+            has_keys = active_keys(database) > 0
+        finally:
+            database.dispose()
+        if not has_keys and not settings.insecure:
+            raise click.ClickException(
+                f"Refusing to serve on {settings.host} without authentication: anyone who can "
+                "reach the port could use it. Create a key first (allmende members add NAME; "
+                "allmende keys create --member NAME), or pass --insecure."
+            )
+        if not has_keys:
+            click.secho(
+                f"WARNING: serving on {settings.host} without authentication (--insecure).",
+                fg="yellow",
+                err=True,
+            )
     click.echo("Models:")
     try:
         engines = build_engines(settings, click.echo)
