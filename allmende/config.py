@@ -21,6 +21,7 @@ from pydantic_settings import (
 )
 
 from .errors import ConfigError
+from .openness.policy import OpennessPolicy
 
 ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:/-]{0,127}$")
 ENGINE_NAMES = ("llamacpp", "upstream", "fake", "bert")
@@ -129,6 +130,11 @@ class Settings(BaseSettings):
         default=False,
         description="Serve beyond loopback without any API key (anyone who can reach the port "
         "can use it).",
+    )
+    openness_policy: OpennessPolicy | None = Field(
+        default=None,
+        description="Openness rules a model must meet to be served (see docs/openness.md); "
+        "a model that breaks them is refused at start.",
     )
     log_level: Literal["debug", "info", "warning", "error"] = Field(
         default="info", description="Logging level."

@@ -141,3 +141,27 @@ def test_binding_beyond_loopback_needs_a_key(tmp_path: Path) -> None:
     assert run("keys", "create", "--member", "acme", env=env)[0] == 0
     code, out = run("serve", "--host", "0.0.0.0", "--model", "./nowhere.gguf", env=env)
     assert "Refusing" not in out and "WARNING" not in out and "not found" in out
+
+
+def test_openness_policy_refuses_models_at_start(tmp_path: Path) -> None:
+    config = tmp_path / "policy.yaml"
+    config.write_text(
+        "models:\n  - {id: mystery, source: fake}\n"
+        "openness_policy:\n  require_license_known: true\n"
+    )
+    code, out = run("serve", "--config", str(config), "--port", "0")
+    assert code != 0
+    assert "Refusing to serve 'mystery' under the openness policy" in out
+    assert "require_license_known" in out
+    config.write_text(
+        "models:\n  - {id: mystery, source: fake}\n"
+        "openness_policy:\n  require_license_known: true\n  allow_models: [mystery]\n"
+    )
+    settings = Settings.load(config)
+    assert settings.openness_policy is not None
+    assert settings.openness_policy.allow_models == ["mystery"]
+    from allmende.cli.options import enforce_policy
+
+    lines: list[str] = []
+    enforce_policy(settings.openness_policy, [fake_engine("mystery")], lines.append)
+    assert lines and "policy ok: mystery" in lines[0]

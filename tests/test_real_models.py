@@ -340,3 +340,17 @@ async def test_disconnect_frees_the_sequence() -> None:
         metrics = (await c.get("/metrics")).text
         assert 'allmende_running_sequences{model="smol"} 0.0' in metrics
         assert 'status="499"' in metrics
+
+
+async def test_openness_in_models_and_full_report(client: httpx.AsyncClient) -> None:
+    listed = {m["id"]: m for m in (await client.get("/v1/models")).json()["data"]}
+    summary = listed["smol"]["openness"]
+    assert summary["license"]["spdx"] == "Apache-2.0"
+    assert summary["osaid"] == "open-source"
+    report = (await client.get("/v1/openness/smol")).json()
+    for key in ("model", "license", "clauses", "mof", "osaid", "index", "ai_act", "lineage"):
+        assert key in report
+    assert report["clauses"] == []
+    assert report["osaid"]["verdict"] == "open-source"
+    missing = await client.get("/v1/openness/nope")
+    assert missing.status_code == 404 and missing.json()["error"]["code"] == "model_not_found"

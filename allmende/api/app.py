@@ -19,6 +19,8 @@ from . import errors
 from .errors import error_response
 from .gate import Gate
 from .metrics import Metrics
+from .openness import openness_summary
+from .openness import router as openness_router
 from .routes import router
 from .serving import ModelRegistry
 
@@ -85,6 +87,7 @@ async def load_engines(registry: ModelRegistry, on_ready: Callable[[], None] | N
             log.error("%s", registry.failed)
             return
         log.info("Loaded '%s' in %.1fs", engine.model_id, time.perf_counter() - began)
+        await asyncio.to_thread(openness_summary, engine)  # build the report once, off the loop
     registry.ready = True
     if on_ready is not None:
         on_ready()
@@ -129,5 +132,6 @@ def create_app(
     app.state.gate = gate
     errors.install(app)
     app.include_router(router)
+    app.include_router(openness_router)
     app.add_middleware(BodyLimit, limit=settings.max_body_bytes)
     return app

@@ -51,6 +51,7 @@ def openness_summary(engine: Engine) -> dict[str, Any] | None:
 
 @router.get("/v1/openness/{model_id:path}")
 async def get_openness(model_id: str, request: Request) -> dict[str, Any]:
+    await request.app.state.gate.admit(request)
     engines: dict[str, Engine] = request.app.state.models.engines
     engine = engines.get(model_id)
     if engine is None:

@@ -16,6 +16,7 @@ from ..errors import AuthenticationError, InvalidRequestError, PermissionDeniedE
 from ..protocol import ChatCompletionRequest, CompletionRequest, EmbeddingRequest
 from .gate import Gate, Outcome
 from .metrics import Metrics
+from .openness import openness_summary
 from .serving import Generation, ModelRegistry, check_request
 
 router = APIRouter()
@@ -51,6 +52,7 @@ def model_object(engine: Engine) -> dict[str, Any]:
         "engine": card.engine,
         "capabilities": {k: v for k, v in vars(engine.capabilities).items() if isinstance(v, bool)},
         **card.extra,
+        "openness": openness_summary(engine),
     }
 
 

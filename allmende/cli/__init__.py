@@ -8,6 +8,7 @@ from .. import __version__
 from ..commons.cli import audit, keys_group, members, usage
 from .chat import chat
 from .models import models
+from .openness import catalog, openness
 from .serve import serve
 
 
@@ -20,6 +21,8 @@ def cli() -> None:
 cli.add_command(serve)
 cli.add_command(models)
 cli.add_command(chat)
+cli.add_command(openness)
+cli.add_command(catalog)
 cli.add_command(members)
 cli.add_command(keys_group)
 cli.add_command(usage)

@@ -16,6 +16,7 @@ from ..engines import build_engine
 from ..engines.base import Engine
 from ..errors import ConfigError
 from ..models.resolve import DEFAULT_MODELS, resolve
+from ..openness.policy import OpennessPolicy
 
 SCALARS: dict[Any, click.ParamType[Any]] = {
     str: click.STRING,
@@ -98,7 +99,31 @@ def build_engines(settings: Settings, echo: Callable[[str], None]) -> list[Engin
         seen.add(resolved.id)
         echo(f"  {resolved.id:<28} {resolved.engine:<9} {resolved.location or '(scripted)'}")
         engines.append(build_engine(resolved, spec, settings))
+    if settings.openness_policy is not None:
+        enforce_policy(settings.openness_policy, engines, echo)
     return engines
+
+
+def enforce_policy(
+    policy: OpennessPolicy, engines: list[Engine], echo: Callable[[str], None]
+) -> None:
+    """Refuse to serve any model whose openness report breaks the organisation's policy."""
+    from ..api.openness import engine_report
+    from ..openness.policy import check
+
+    for engine in engines:
+        report = engine_report(engine)
+        violations = check(policy, report, engine.model_id)
+        if violations:
+            raise ConfigError(
+                f"Refusing to serve '{engine.model_id}' under the openness policy: "
+                + "; ".join(violations)
+            )
+        summary = report.get("mof", {}).get("class") or "none"
+        echo(
+            f"  policy ok: {engine.model_id} (MOF class {summary}, "
+            f"OSAID {report.get('osaid', {}).get('verdict')})"
+        )
 
 
 def setup_logging(level: str) -> None:

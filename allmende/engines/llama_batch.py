@@ -68,6 +68,7 @@ class BatchScheduler:
         threads: int,
         batch_size: int,
         prefill_chunk: int,
+        flash_attention: bool = False,
     ) -> None:
         from llama_cpp._internals import LlamaContext
 
@@ -86,6 +87,11 @@ class BatchScheduler:
         params.n_threads_batch = threads
         params.kv_unified = False
         params.no_perf = True
+        params.flash_attn_type = (
+            llama_cpp.LLAMA_FLASH_ATTN_TYPE_ENABLED
+            if flash_attention
+            else llama_cpp.LLAMA_FLASH_ATTN_TYPE_DISABLED
+        )
         self.context = LlamaContext(model=model, params=params, verbose=False)
         self.ctx = self.context.ctx
         self.memory = llama_cpp.llama_get_memory(self.ctx)
