@@ -37,9 +37,11 @@ def test_version() -> None:
 def test_serve_flags_are_generated_from_settings() -> None:
     _, out = run("serve", "--help")
     for name, field in Settings.model_fields.items():
+        assert field.description, f"setting '{name}' has no description"
+        if name == "openness_policy":
+            continue  # a structured block: config file or environment (JSON) only
         flag = "--model" if name == "models" else "--" + name.replace("_", "-")
         assert flag in out, flag
-        assert field.description, f"setting '{name}' has no description"
 
 
 def test_every_setting_is_documented() -> None:

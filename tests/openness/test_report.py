@@ -5,21 +5,16 @@ from __future__ import annotations
 import json
 import time
 from pathlib import Path
-from typing import Any
 
-import httpx
 import pytest
-from fastapi import FastAPI
 
-from allmende.api import errors
-from allmende.api.openness import engine_report, openness_summary, router
-from allmende.api.serving import ModelRegistry
+from allmende.api.openness import engine_report, openness_summary
 from allmende.openness.mof import export_record, validate_record
 from allmende.openness.policy import OpennessPolicy, check
 from allmende.openness.report import build_report, report_summary
 from allmende.openness.sources import MOFSource, write_metadata
 from allmende.openness.verdicts import mof_class
-from tests.conftest import fake_engine
+from tests.conftest import fake_engine, serve_app
 from tests.openness.test_sources import SMOLLM2, FakeHub, needs_smollm2
 
 FIXTURES = Path(__file__).parent / "fixtures"
@@ -189,23 +184,11 @@ def test_policy_rules(finetune_gguf: Path) -> None:
 # --- HTTP -----------------------------------------------------------------------------------
 
 
-def _app(*engines: Any) -> FastAPI:
-    app = FastAPI()
-    errors.install(app)
-    app.include_router(router)
-    registry = ModelRegistry(list(engines))
-    registry.ready = True
-    app.state.models = registry
-    return app
-
-
 async def test_openness_route(finetune_gguf: Path) -> None:
     engine = fake_engine("meta-llama/Llama-3.1-8B-Instruct")
     local = fake_engine("local-ft")
     local.source = str(finetune_gguf)
-    app = _app(engine, local)
-    transport = httpx.ASGITransport(app)
-    async with httpx.AsyncClient(transport=transport, base_url="http://test") as client:
+    async for _, client in serve_app([engine, local]):
         r = await client.get("/v1/openness/meta-llama/Llama-3.1-8B-Instruct")
         assert r.status_code == 200
         assert r.json()["catalog"] == "llama-3.1"
@@ -214,6 +197,8 @@ async def test_openness_route(finetune_gguf: Path) -> None:
         r = await client.get("/v1/openness/nope")
         assert r.status_code == 404
         assert r.json()["error"]["code"] == "model_not_found"
+        listed = {m["id"]: m for m in (await client.get("/v1/models")).json()["data"]}
+        assert "user-threshold" in listed["local-ft"]["openness"]["clauses"]
 
 
 def test_openness_summary_unknown_and_cached() -> None:
