@@ -8,7 +8,7 @@ Nothing here knows about HTTP or serving.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import Literal, get_args
 
 # The Model Openness Framework's 17 components, in the MOT's spelling.
 COMPONENTS = (
@@ -33,18 +33,6 @@ COMPONENTS = (
 ComponentName = str  # one of COMPONENTS
 
 # Restriction clause kinds: a fixed, documented vocabulary (docs/openness.md).
-CLAUSE_KINDS = (
-    "user-threshold",
-    "attribution",
-    "use-policy",
-    "output-restriction",
-    "non-commercial",
-    "research-only",
-    "geographic",
-    "revocable",
-    "pass-through",
-    "share-alike",
-)
 ClauseKind = Literal[
     "user-threshold",
     "attribution",
@@ -57,6 +45,7 @@ ClauseKind = Literal[
     "pass-through",
     "share-alike",
 ]
+CLAUSE_KINDS: tuple[ClauseKind, ...] = get_args(ClauseKind)
 
 
 @dataclass(frozen=True)

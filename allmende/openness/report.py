@@ -13,6 +13,7 @@ from typing import Any
 
 from allmende.openness.catalog import Catalog, CatalogEntry, load_catalog
 from allmende.openness.evidence import Clause, Evidence
+from allmende.openness.licenses import clause_to_json
 from allmende.openness.lineage import resolve_lineage
 from allmende.openness.sources.base import ModelEvidence, NotedClause, merge
 from allmende.openness.sources.catalog import entry_evidence
@@ -105,17 +106,7 @@ def _match(catalog: Catalog, target: str | None, names: list[str]) -> CatalogEnt
 
 
 def clause_json(clause: Clause, inherited_from: str | None = None) -> dict[str, Any]:
-    out: dict[str, Any] = {
-        "kind": clause.kind,
-        "evidence": {
-            "start": clause.evidence.start,
-            "end": clause.evidence.end,
-            "quote": clause.evidence.quote,
-        },
-        "source": clause.source.cite(),
-    }
-    if clause.threshold is not None:
-        out["threshold"] = clause.threshold
+    out = clause_to_json(clause)
     if isinstance(clause, NotedClause) and clause.note:
         out["note"] = clause.note
     if inherited_from is not None:

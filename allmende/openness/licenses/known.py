@@ -14,7 +14,7 @@ import re
 from dataclasses import dataclass
 from functools import cache
 from importlib import resources
-from typing import Any, cast
+from typing import Any
 
 import yaml
 
@@ -62,7 +62,7 @@ def _clause(raw: dict[str, Any]) -> KnownClause:
         raise ValueError(f"known.yaml: unknown clause kind {kind!r}")
     threshold = raw.get("threshold")
     return KnownClause(
-        kind=cast(ClauseKind, kind),
+        kind=kind,
         note=str(raw.get("note", "")),
         threshold=int(threshold) if threshold is not None else None,
         checked=str(raw.get("checked", "unverified")),
