@@ -5,8 +5,11 @@ token of every generating sequence plus, within what is left of the batch budget
 most `prefill_chunk` prompt tokens of sequences still reading their prompt; decodes it; and
 samples the next token of each sequence with that sequence's own native sampler chain (grammar,
 penalties, top-p, temperature, seed). New requests join between steps; finished or cancelled
-ones leave at once and free their KV cells. Each sequence has its own region of the KV cache
-(`context_length` tokens).
+ones leave at once. Each sequence has its own region of the KV cache (`context_length` tokens).
+A finished sequence keeps its prompt's KV cells; the next request whose prompt starts the same
+way (a shared system prompt, a growing conversation) takes that sequence and evaluates only the
+rest of its prompt. Requests with a seed always evaluate their whole prompt, so that the same
+seed gives the same output.
 """
 
 from __future__ import annotations
@@ -99,6 +102,8 @@ class BatchScheduler:
         self.waiting: deque[Job] = deque()
         self.slots: dict[int, _Slot] = {}
         self.free = list(range(parallel - 1, -1, -1))
+        self.kept: dict[int, list[int]] = {}  # prompt tokens whose KV a free sequence still holds
+        self.reused_tokens = 0  # prompt tokens served from kept KV cells (for metrics)
         self.lock = threading.Condition()
         self.stopping = False
         self.last_batch = 0  # tokens in the last decode step (for metrics)
@@ -149,8 +154,7 @@ class BatchScheduler:
                     if job.cancelled:
                         self._end(job, None)
                         continue
-                    seq = self.free.pop()
-                    self.slots[seq] = _Slot(seq, job)
+                    self._admit(job)
             for slot in [s for s in self.slots.values() if s.job.cancelled]:
                 self._release(slot, None)
             if self.slots:
@@ -232,10 +236,35 @@ class BatchScheduler:
         if tail:
             slot.job.emit(tail)
         slot.job.emit(Finished(reason))
-        self._release(slot, None)
+        self._release(slot, None, keep=True)
 
-    def _release(self, slot: _Slot, error: BaseException | None) -> None:
-        llama_cpp.llama_memory_seq_rm(self.memory, slot.seq, -1, -1)
+    def _admit(self, job: Job) -> None:
+        """Give `job` a free sequence: the one whose kept prompt shares the longest prefix with
+        it (its KV cells are reused), unless the job has a seed (then its prompt is evaluated
+        afresh, so that the same seed gives the same output)."""
+        prompt = job.prompt
+        best, common = self.free[-1], 0
+        if job.params.seed is None:
+            for seq in self.free:
+                shared = _common_prefix(self.kept.get(seq, ()), prompt)
+                if shared > common:
+                    best, common = seq, shared
+        self.free.remove(best)
+        common = min(common, len(prompt) - 1)  # the last prompt token gives the first logits
+        llama_cpp.llama_memory_seq_rm(self.memory, best, common, -1)
+        self.kept.pop(best, None)
+        self.reused_tokens += common
+        self.slots[best] = _Slot(best, job, fed=common, pos=common)
+
+    def _release(self, slot: _Slot, error: BaseException | None, keep: bool = False) -> None:
+        if keep:
+            # Keep the prompt's KV cells for a later request with the same beginning.
+            prompt = slot.job.prompt
+            llama_cpp.llama_memory_seq_rm(self.memory, slot.seq, len(prompt), -1)
+            self.kept[slot.seq] = prompt
+        else:
+            llama_cpp.llama_memory_seq_rm(self.memory, slot.seq, -1, -1)
+            self.kept.pop(slot.seq, None)
         with self.lock:
             self.slots.pop(slot.seq, None)
             self.free.append(slot.seq)
@@ -249,6 +278,15 @@ class BatchScheduler:
         if job.sampler is not None:
             llama_cpp.llama_sampler_free(job.sampler)
             job.sampler = None
+
+
+def _common_prefix(a: list[int] | tuple[()], b: list[int]) -> int:
+    n = 0
+    for x, y in zip(a, b, strict=False):
+        if x != y:
+            break
+        n += 1
+    return n
 
 
 def build_sampler(vocab: Any, params: SamplingParams, grammar: str | None) -> Any:
