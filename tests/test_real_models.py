@@ -361,10 +361,11 @@ async def test_openness_in_models_and_full_report(client: httpx.AsyncClient) -> 
 async def test_prompt_prefix_is_reused_unless_seeded() -> None:
     spec = ModelSpec(id="smol", source="smollm2", options={"parallel": 2})
     engine = build_engine(resolve(spec), spec, Settings(context_length=512))
-    async for _, c in serve_app([engine]):
-        system = {"role": "system", "content": "You are a terse assistant. " * 10}
+    system = {"role": "system", "content": "You are a terse assistant. " * 10}
+    async for _, client in serve_app([engine]):
+        c = client
 
-        async def ask(question: str, **extra: object) -> None:
+        async def ask(question: str, c: httpx.AsyncClient = c, **extra: object) -> None:
             body = {
                 "model": "smol",
                 "messages": [system, {"role": "user", "content": question}],
