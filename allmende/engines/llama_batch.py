@@ -14,6 +14,7 @@ seed gives the same output.
 
 from __future__ import annotations
 
+import asyncio
 import codecs
 import ctypes
 import logging
@@ -29,8 +30,8 @@ from .local import Finished, SamplingParams
 
 log = logging.getLogger("allmende.engines.llamacpp")
 
-DONE = object()  # the last item a job emits
-Emit = Callable[[object], object]
+DONE = object()  # the last item a job receives
+Sink = Callable[[object], object]
 
 
 @dataclass
@@ -40,7 +41,8 @@ class Job:
     prompt: list[int]
     params: SamplingParams
     sampler: Any  # llama_sampler_p, owned by the job
-    emit: Emit  # thread-safe: receives str pieces, then Finished or an exception, then DONE
+    loop: asyncio.AbstractEventLoop  # where `sink` runs
+    sink: Sink  # receives str pieces, then Finished or an exception, then DONE (on `loop`)
     cancelled: bool = False
 
 
@@ -107,6 +109,7 @@ class BatchScheduler:
         self.lock = threading.Condition()
         self.stopping = False
         self.last_batch = 0  # tokens in the last decode step (for metrics)
+        self._outbox: list[tuple[Job, object]] = []  # delivered once per step, in one wake-up
         self.thread = threading.Thread(target=self._run, name="llama-batch", daemon=True)
         self.thread.start()
 
@@ -137,6 +140,7 @@ class BatchScheduler:
             self._end(job, RuntimeError("the model was unloaded"))
         for slot in list(self.slots.values()):
             self._release(slot, RuntimeError("the model was unloaded"))
+        self._flush()
         llama_cpp.llama_batch_free(self.batch)
         self.context.close()  # type: ignore[no-untyped-call]
 
@@ -164,6 +168,7 @@ class BatchScheduler:
                     log.exception("llama.cpp decode failed")
                     for slot in list(self.slots.values()):
                         self._release(slot, exc)
+            self._flush()
 
     def _step(self) -> None:
         batch = self.batch
@@ -217,7 +222,7 @@ class BatchScheduler:
         piece = self._piece(token)
         slot.generated += 1
         text = slot.decoder.decode(piece)
-        job.emit(text)
+        self._emit(job, text)
         if slot.generated >= job.params.max_tokens or slot.pos + 1 >= self.context_length:
             self._finish(slot, "length")
             return
@@ -234,8 +239,8 @@ class BatchScheduler:
     def _finish(self, slot: _Slot, reason: str) -> None:
         tail = slot.decoder.decode(b"", final=True)
         if tail:
-            slot.job.emit(tail)
-        slot.job.emit(Finished(reason))
+            self._emit(slot.job, tail)
+        self._emit(slot.job, Finished(reason))
         self._release(slot, None, keep=True)
 
     def _admit(self, job: Job) -> None:
@@ -270,14 +275,35 @@ class BatchScheduler:
             self.free.append(slot.seq)
         self._end(slot.job, error)
 
-    @staticmethod
-    def _end(job: Job, error: BaseException | None) -> None:
+    def _emit(self, job: Job, item: object) -> None:
+        self._outbox.append((job, item))
+
+    def _flush(self) -> None:
+        """Hand this step's output to the event loops: one wake-up per loop, not per token."""
+        if not self._outbox:
+            return
+        items, self._outbox = self._outbox, []
+        by_loop: dict[asyncio.AbstractEventLoop, list[tuple[Sink, object]]] = {}
+        for job, item in items:
+            by_loop.setdefault(job.loop, []).append((job.sink, item))
+        for loop, pairs in by_loop.items():
+            try:
+                loop.call_soon_threadsafe(_deliver, pairs)
+            except RuntimeError:  # the loop is closed: nobody is listening any more
+                pass
+
+    def _end(self, job: Job, error: BaseException | None) -> None:
         if error is not None:
-            job.emit(error)
-        job.emit(DONE)
+            self._emit(job, error)
+        self._emit(job, DONE)
         if job.sampler is not None:
             llama_cpp.llama_sampler_free(job.sampler)
             job.sampler = None
+
+
+def _deliver(pairs: list[tuple[Sink, object]]) -> None:
+    for sink, item in pairs:
+        sink(item)
 
 
 def _common_prefix(a: list[int] | tuple[()], b: list[int]) -> int:

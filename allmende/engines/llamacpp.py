@@ -172,7 +172,8 @@ class LlamaCppEngine(LocalEngine):
             prompt=prompt,
             params=params,
             sampler=sampler,
-            emit=lambda item: loop.call_soon_threadsafe(queue.put_nowait, item),
+            loop=loop,
+            sink=queue.put_nowait,
         )
         scheduler.submit(job)
         try:
