@@ -31,6 +31,7 @@ from .local import Finished, SamplingParams
 log = logging.getLogger("allmende.engines.llamacpp")
 
 DONE = object()  # the last item a job receives
+HANDOFF_WAIT = 0.005  # seconds the scheduler waits for the event loop after each step
 Sink = Callable[[object], object]
 
 
@@ -90,7 +91,7 @@ class BatchScheduler:
         params.n_ubatch = self.batch_size
         params.n_threads = threads
         params.n_threads_batch = threads
-        params.kv_unified = False
+        params.kv_unified = True  # one KV pool: mixed prefill/decode batches stay one ubatch
         params.no_perf = True
         params.flash_attn_type = (
             llama_cpp.LLAMA_FLASH_ATTN_TYPE_ENABLED
@@ -286,11 +287,16 @@ class BatchScheduler:
         by_loop: dict[asyncio.AbstractEventLoop, list[tuple[Sink, object]]] = {}
         for job, item in items:
             by_loop.setdefault(job.loop, []).append((job.sink, item))
+        handled = threading.Event() if len(by_loop) == 1 else None
         for loop, pairs in by_loop.items():
             try:
-                loop.call_soon_threadsafe(_deliver, pairs)
+                loop.call_soon_threadsafe(_deliver, loop, pairs, handled)
             except RuntimeError:  # the loop is closed: nobody is listening any more
-                pass
+                handled = None
+        if handled is not None and self.slots:
+            # Let the event loop turn this step's tokens into SSE events before the next decode
+            # takes every core: Python work squeezed in mid-decode stalls llama.cpp's threads.
+            handled.wait(HANDOFF_WAIT)
 
     def _end(self, job: Job, error: BaseException | None) -> None:
         if error is not None:
@@ -301,9 +307,16 @@ class BatchScheduler:
             job.sampler = None
 
 
-def _deliver(pairs: list[tuple[Sink, object]]) -> None:
+def _deliver(
+    loop: asyncio.AbstractEventLoop,
+    pairs: list[tuple[Sink, object]],
+    handled: threading.Event | None,
+) -> None:
     for sink, item in pairs:
         sink(item)
+    if handled is not None:
+        # The consumers woken above run in this loop iteration, before this second hop.
+        loop.call_soon(lambda: loop.call_soon(handled.set))
 
 
 def _common_prefix(a: list[int] | tuple[()], b: list[int]) -> int:
