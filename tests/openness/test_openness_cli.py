@@ -11,6 +11,7 @@ from click.testing import CliRunner
 
 from allmende.cli.openness import catalog, openness
 from allmende.openness.mof import validate_record
+from allmende.openness.report import REPORT_KEYS
 from allmende.openness.sources import write_metadata
 
 FIXTURES = Path(__file__).parent / "fixtures"
@@ -28,17 +29,7 @@ def test_openness_model_json(cli: click.Group) -> None:
     result = CliRunner().invoke(cli, ["openness", "smollm2", "--json"])
     assert result.exit_code == 0, result.output
     report = json.loads(result.output)
-    assert {
-        "model",
-        "license",
-        "clauses",
-        "mof",
-        "osaid",
-        "index",
-        "ai_act",
-        "lineage",
-        "evidence",
-    } <= set(report)
+    assert REPORT_KEYS <= set(report)
     assert report["model"] == "smollm2" and report["license"]["spdx"] == "Apache-2.0"
     # Flags may come first, and `report` is the explicit spelling.
     assert json.loads(CliRunner().invoke(cli, ["openness", "--json", "smollm2"]).output) == report

@@ -11,26 +11,14 @@ import pytest
 from allmende.api.openness import engine_report, openness_summary
 from allmende.openness.mof import export_record, validate_record
 from allmende.openness.policy import OpennessPolicy, check
-from allmende.openness.report import build_report, report_summary
+from allmende.openness.report import REPORT_KEYS, build_report, report_summary
 from allmende.openness.sources import MOFSource, write_metadata
 from allmende.openness.verdicts import mof_class
 from tests.conftest import fake_engine, serve_app
 from tests.openness.test_sources import SMOLLM2, FakeHub, needs_smollm2
 
 FIXTURES = Path(__file__).parent / "fixtures"
-KEYS = {
-    "model",
-    "license",
-    "clauses",
-    "mof",
-    "osaid",
-    "index",
-    "ai_act",
-    "lineage",
-    "evidence",
-    "sources",
-    "disclaimer",
-}
+KEYS = REPORT_KEYS | {"sources", "disclaimer"}
 
 
 @pytest.fixture
