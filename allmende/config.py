@@ -136,6 +136,34 @@ class Settings(BaseSettings):
         description="Openness rules a model must meet to be served (see docs/openness.md); "
         "a model that breaks them is refused at start.",
     )
+    default_models: bool = Field(
+        default=True,
+        description="Serve the packaged default models when no model is configured; turn off "
+        "for a gateway that serves only its contributed nodes.",
+    )
+    node_check_interval: float = Field(
+        default=5.0,
+        gt=0,
+        description="Seconds between health checks of the contributed nodes (each also "
+        "re-reads the node registry and the fair-share weights).",
+    )
+    node_timeout: float = Field(
+        default=3.0,
+        gt=0,
+        description="Seconds a node has to answer a health check or accept a connection.",
+    )
+    fair_share_floor: float = Field(
+        default=0.1,
+        gt=0,
+        le=1,
+        description="Fair-share weight of a member that contributes nothing (see "
+        "docs/commons.md: weight = floor + the member's part of all contribution).",
+    )
+    contribution_window_hours: float = Field(
+        default=24.0,
+        gt=0,
+        description="Hours of ledger history a member's contribution is summed over.",
+    )
     log_level: Literal["debug", "info", "warning", "error"] = Field(
         default="info", description="Logging level."
     )

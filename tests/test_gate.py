@@ -139,3 +139,21 @@ async def test_errors_are_in_the_ledger(settings: Settings, commons: db.Engine) 
         assert r.status_code == 400
     [entry] = ledger.entries(commons)
     assert entry.status == 400 and entry.completion_tokens == 0
+
+
+async def test_audit_keeps_content_only_when_the_operator_turns_it_on(tmp_path: Path) -> None:
+    settings = Settings(data_dir=str(tmp_path), audit_content=True)
+    engine = db.open_database(data_dir=tmp_path)
+    key = make_key(engine, "acme")
+    async for _, c in serve_app([fake_engine(responses=["one two"])], settings):
+        await c.post("/v1/chat/completions", json=CHAT, headers=bearer(key))
+        stream = {**CHAT, "stream": True}
+        r = await c.post("/v1/chat/completions", json=stream, headers=bearer(key))
+        assert r.text.endswith("data: [DONE]\n\n")
+    log = AuditLog(engine)
+    records = log.records()
+    assert [r.data["content"] for r in records] == [
+        {"request": CHAT["messages"], "answer": ["one two"]}
+    ] * 2
+    assert log.verify().ok
+    engine.dispose()

@@ -42,6 +42,8 @@ class Outcome:
     completion_tokens: int = 0
     latency_ms: int = 0
     request_id: str = ""
+    node_id: int | None = None  # the contributed node that served it, if any
+    content: dict[str, Any] | None = None  # prompt and answer, kept only if audit_content
 
 
 def open_commons(settings: Settings) -> Engine:
@@ -119,6 +121,7 @@ class Gate:
             latency_ms=o.latency_ms,
             status=o.status,
             request_id=o.request_id or f"req-{uuid.uuid4().hex}",
+            node_id=o.node_id,
         )
         ledger.record(engine, entry)
         tokens = o.prompt_tokens + o.completion_tokens
@@ -131,5 +134,12 @@ class Gate:
             "status": o.status,
             "prompt_tokens": o.prompt_tokens,
             "completion_tokens": o.completion_tokens,
+            "node_id": o.node_id,
         }
-        audit.append("request", data, member_id=principal.member_id, key_id=principal.key_id)
+        audit.append(
+            "request",
+            data,
+            member_id=principal.member_id,
+            key_id=principal.key_id,
+            content=o.content,
+        )

@@ -3,8 +3,18 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.registry import Collector
+
+if TYPE_CHECKING:
+    from collections.abc import Iterator
+
+    from prometheus_client import Metric
+
+    from ..gateway.pool import NodePool
 
 LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300)
 
@@ -73,5 +83,30 @@ class Metrics:
         self.running.labels(model=model).set_function(lambda: float(running()))
         self.batch_tokens.labels(model=model).set_function(lambda: float(batch_tokens()))
 
+    def track_nodes(self, pool: NodePool) -> None:
+        """Per contributed node: up or down, and requests outstanding (read at scrape time)."""
+        self.registry.register(_NodeCollector(pool))
+
     def render(self) -> bytes:
         return generate_latest(self.registry)
+
+
+class _NodeCollector(Collector):
+    def __init__(self, pool: NodePool) -> None:
+        self.pool = pool
+
+    def collect(self) -> Iterator[Metric]:
+        up = GaugeMetricFamily(
+            "allmende_node_up", "Whether a contributed node is up (1) or down (0).", labels=["node"]
+        )
+        outstanding = GaugeMetricFamily(
+            "allmende_node_outstanding",
+            "Requests a contributed node is serving for this gateway.",
+            labels=["node"],
+        )
+        for state in list(self.pool.nodes.values()):
+            label = [f"{state.id}:{state.node.name}"]
+            up.add_metric(label, 1.0 if state.up else 0.0)
+            outstanding.add_metric(label, float(state.outstanding))
+        yield up
+        yield outstanding

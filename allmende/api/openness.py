@@ -15,7 +15,6 @@ from fastapi import APIRouter, Request
 from starlette.concurrency import run_in_threadpool
 
 from ..engines.base import Engine
-from ..errors import ModelNotFoundError
 from ..openness.report import build_report, report_summary
 
 router = APIRouter()
@@ -52,12 +51,8 @@ def openness_summary(engine: Engine) -> dict[str, Any] | None:
 @router.get("/v1/openness/{model_id:path}")
 async def get_openness(model_id: str, request: Request) -> dict[str, Any]:
     await request.app.state.gate.admit(request)
-    engines: dict[str, Engine] = request.app.state.models.engines
-    engine = engines.get(model_id)
+    engine: Engine | None = request.app.state.models.find(model_id)
     if engine is None:
-        raise ModelNotFoundError(
-            f"The model '{model_id}' does not exist. Served models: "
-            f"{', '.join(engines) or 'none'}.",
-            param="model",
-        )
+        request.app.state.models.get(model_id)  # raises model_not_found
+    assert engine is not None
     return await run_in_threadpool(engine_report, engine)

@@ -16,6 +16,8 @@ from fastapi.responses import JSONResponse, StreamingResponse
 from ..commons.keys import Principal
 from ..engines.base import Delta, Engine, Event, Usage
 from ..errors import ModelNotFoundError, OverloadedError
+from ..gateway import context
+from ..gateway.service import Gateway
 from ..protocol import ChatCompletionRequest, CompletionRequest, OpenAIModel, reject_unsupported
 from .errors import as_allmende_error, sse_error
 from .gate import Gate, Outcome
@@ -28,22 +30,37 @@ _background: set[asyncio.Task[None]] = set()
 
 
 class ModelRegistry:
-    """The served engines by id, and whether all of them have loaded."""
+    """The served engines by id: local ones (loaded at start) and the gateway's (the models
+    contributed nodes offer, which come and go)."""
 
-    def __init__(self, engines: list[Engine]) -> None:
+    def __init__(self, engines: list[Engine], gateway: Gateway | None = None) -> None:
         self.engines = {e.model_id: e for e in engines}
+        self.gateway = gateway
         self.ready = False
         self.failed: str | None = None
 
-    def get(self, model_id: str) -> Engine:
+    def listed(self) -> list[Engine]:
+        """What `/v1/models` shows: local engines, then the models some node offers now."""
+        found = list(self.engines.values())
+        if self.gateway is not None:
+            found += [e for e in self.gateway.available() if e.model_id not in self.engines]
+        return found
+
+    def find(self, model_id: str) -> Engine | None:
         engine = self.engines.get(model_id)
+        if engine is None and self.gateway is not None:
+            engine = self.gateway.get(model_id)
+        return engine
+
+    def get(self, model_id: str) -> Engine:
+        engine = self.find(model_id)
         if engine is None:
+            served = ", ".join(e.model_id for e in self.listed()) or "none"
             raise ModelNotFoundError(
-                f"The model '{model_id}' does not exist. Served models: "
-                f"{', '.join(self.engines) or 'none'}.",
+                f"The model '{model_id}' does not exist. Served models: {served}.",
                 param="model",
             )
-        if not self.ready:
+        if not self.ready and model_id in self.engines:
             raise OverloadedError("The server is still loading models.", retry_after=2)
         return engine
 
@@ -111,6 +128,22 @@ class Generation:
         self.created = int(time.time())
         self.started = time.perf_counter()
         self.endpoint = "/v1/chat/completions" if kind == "chat" else "/v1/completions"
+        self.context = context.RequestContext(principal.member_id if principal else None)
+        # The answer so far, per choice: kept only when the audit log records content.
+        self.answer: dict[int, str] | None = (
+            {} if gate is not None and gate.settings.audit_content and principal else None
+        )
+
+    def _seen(self, delta: Delta) -> None:
+        if self.answer is not None and delta.text:
+            self.answer[delta.index] = self.answer.get(delta.index, "") + delta.text
+
+    def _content(self) -> dict[str, Any] | None:
+        if self.answer is None:
+            return None
+        request = self.request.model_dump(mode="json", exclude_unset=True)
+        asked = request.get("messages") if self.kind == "chat" else request.get("prompt")
+        return {"request": asked, "answer": [self.answer[i] for i in sorted(self.answer)]}
 
     def _events(self) -> AsyncIterator[Event]:
         if isinstance(self.request, ChatCompletionRequest):
@@ -133,6 +166,8 @@ class Generation:
             completion_tokens=usage.completion_tokens if usage else 0,
             latency_ms=int(elapsed * 1000),
             request_id=self.id,
+            node_id=self.context.node_id,
+            content=self._content(),
         )
 
     async def _finish(self, status: int, usage: Usage | None) -> None:
@@ -155,6 +190,7 @@ class Generation:
         in_flight = self.metrics.in_flight.labels(self.model)
         in_flight.inc()
         events = self._events()
+        token = context.current.set(self.context)
         try:
             first = await anext(events)
         except StopAsyncIteration:
@@ -167,6 +203,8 @@ class Generation:
             error = as_allmende_error(exc)
             await self._finish(error.status, None)
             raise error from None
+        finally:
+            context.current.reset(token)
         self.metrics.ttft.labels(self.model).observe(time.perf_counter() - self.started)
         if self.request.stream:
             return StreamingResponse(
@@ -188,6 +226,7 @@ class Generation:
                 if isinstance(event, Usage):
                     usage = event
                 else:
+                    self._seen(event)
                     choices.setdefault(event.index, _Choice()).add(event)
                 event = await anext(events, None)
         except Exception as exc:
@@ -273,6 +312,7 @@ class Generation:
                 if isinstance(event, Usage):
                     usage = event
                 else:
+                    self._seen(event)
                     yield self._chunk([self._stream_choice(event, opened)])
                 event = await anext(events, None)
             if self.request.include_usage():

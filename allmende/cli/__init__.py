@@ -5,7 +5,7 @@ from __future__ import annotations
 import click
 
 from .. import __version__
-from ..commons.cli import audit, keys_group, members, usage
+from ..commons.cli import audit, keys_group, members, nodes, usage
 from .chat import chat
 from .models import models
 from .openness import catalog, openness
@@ -25,6 +25,7 @@ cli.add_command(openness)
 cli.add_command(catalog)
 cli.add_command(members)
 cli.add_command(keys_group)
+cli.add_command(nodes)
 cli.add_command(usage)
 cli.add_command(audit)
 

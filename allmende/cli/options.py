@@ -85,7 +85,9 @@ def load_settings(config_file: Path | None, flags: dict[str, Any]) -> Settings:
 
 
 def model_specs(settings: Settings) -> list[ModelSpec]:
-    return settings.models or [ModelSpec(source=name) for name in DEFAULT_MODELS]
+    if settings.models or not settings.default_models:
+        return settings.models
+    return [ModelSpec(source=name) for name in DEFAULT_MODELS]
 
 
 def build_engines(settings: Settings, echo: Callable[[str], None]) -> list[Engine]:

@@ -1,4 +1,4 @@
-"""Command groups of the commons: ``members``, ``keys``, ``usage`` and ``audit``.
+"""Command groups of the commons: ``members``, ``keys``, ``nodes``, ``usage`` and ``audit``.
 
 Each takes ``--database-url`` (default: ``$ALLMENDE_DATABASE_URL``, else SQLite ``allmende.db`` in
 ``$ALLMENDE_DATA_DIR`` or ``~/.local/share/allmende``).
@@ -19,6 +19,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from ..errors import AllmendeError
 from . import db, keys, ledger
 from . import members as members_mod
+from . import nodes as nodes_mod
 from .audit import AuditLog, format_ts
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -283,6 +284,110 @@ def usage(
 def _ago(text: str) -> datetime:
     now = db.now()
     return now - (parse_when(text, now=now) - now)
+
+
+# ---- nodes ---------------------------------------------------------------------------------
+
+
+@click.group()
+@database_option
+@click.pass_context
+def nodes(ctx: click.Context, database_url: str | None) -> None:
+    """Inference nodes members contribute (any OpenAI-compatible server).
+
+    \b
+    A running gateway re-reads this list at every health check (node_check_interval), so
+    added and removed nodes take effect without a restart.
+    """
+    _group_setup(ctx, database_url)
+
+
+@nodes.command("add")
+@click.argument("url")
+@click.option("--member", required=True, help="The member contributing the node.")
+@click.option("--name", default=None, help="A name for listings [default: HOST:PORT].")
+@click.option(
+    "--slots",
+    type=click.IntRange(1, nodes_mod.MAX_SLOTS),
+    default=4,
+    show_default=True,
+    help="Requests the gateway sends the node at once.",
+)
+@click.option(
+    "--api-key-env",
+    default=None,
+    metavar="VAR",
+    help="Environment variable holding a key the gateway sends to the node as Bearer.",
+)
+@click.pass_context
+def nodes_add(
+    ctx: click.Context,
+    url: str,
+    member: str,
+    name: str | None,
+    slots: int,
+    api_key_env: str | None,
+) -> None:
+    """Add a node by its base URL (http://HOST:PORT or http://HOST:PORT/v1)."""
+    import os
+
+    api_key = None
+    if api_key_env:
+        api_key = os.environ.get(api_key_env)
+        if not api_key:
+            raise click.BadParameter(f"${api_key_env} is not set", param_hint="--api-key-env")
+    try:
+        node = nodes_mod.add_node(_open(ctx), member, name, url, slots=slots, api_key=api_key)
+    except AllmendeError as exc:
+        raise _fail(exc) from None
+    click.echo(f"Added node {node.id} ({node.name}, {node.url}, {node.slots} slots) of {member}.")
+
+
+@nodes.command("list")
+@click.option("--member", default=None, help="Only this member's nodes.")
+@click.option("--check", is_flag=True, help="Ask each node for its models now.")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+@click.pass_context
+def nodes_list(ctx: click.Context, member: str | None, check: bool, as_json: bool) -> None:
+    """List active nodes."""
+    rows = [n.to_dict() for n in nodes_mod.list_nodes(_open(ctx), member)]
+    if check:
+        for row in rows:
+            row["models"], row["error"] = _probe(row["url"])
+    if as_json:
+        click.echo(json.dumps(rows, indent=2))
+        return
+    for row in rows:
+        line = f"{row['id']:>5}  {row['member']:<20} {row['name']:<24} {row['url']}"
+        line += f"  slots={row['slots']}"
+        if check:
+            line += f"  {'down: ' + row['error'] if row['error'] else ', '.join(row['models'])}"
+        click.echo(line)
+
+
+def _probe(url: str) -> tuple[list[str], str | None]:
+    import httpx
+
+    from ..engines.upstream import base_url
+
+    try:
+        response = httpx.get(base_url(url) + "/models", timeout=5)
+        response.raise_for_status()
+        return [str(m.get("id")) for m in response.json().get("data") or []], None
+    except (httpx.HTTPError, ValueError, AttributeError) as exc:
+        return [], str(exc) or type(exc).__name__
+
+
+@nodes.command("remove")
+@click.argument("node_id", type=int)
+@click.pass_context
+def nodes_remove(ctx: click.Context, node_id: int) -> None:
+    """Retire a node (its ledger history stays)."""
+    try:
+        nodes_mod.remove_node(_open(ctx), node_id)
+    except AllmendeError as exc:
+        raise _fail(exc) from None
+    click.echo(f"Removed node {node_id}.")
 
 
 # ---- audit ---------------------------------------------------------------------------------

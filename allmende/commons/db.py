@@ -104,6 +104,10 @@ nodes = sa.Table(
     sa.Column("url", sa.String(2048), nullable=False),
     sa.Column("created", UTCDateTime, nullable=False),
     sa.Column("removed", UTCDateTime, nullable=True),
+    # Requests the gateway sends the node at once; beyond them requests wait (fair share).
+    sa.Column("slots", sa.Integer, nullable=False, server_default="4"),
+    # The key the gateway sends the node as Bearer (a node with its own keys); None: none.
+    sa.Column("api_key", sa.String(512), nullable=True),
 )
 
 ledger = sa.Table(

@@ -107,7 +107,13 @@ class UpstreamEngine(Engine):
         self._context: int | None = None
         self._owned_by = "upstream"
 
-    async def start(self) -> None:
+    def adopt(self, entry: dict[str, Any]) -> None:
+        """Take the context length and owner from an upstream listing entry."""
+        context = entry.get("context_length") or entry.get("max_model_len")
+        self._context = context if isinstance(context, int) else None
+        self._owned_by = str(entry.get("owned_by") or "upstream")
+
+    async def start(self, *, discover: bool = True) -> None:
         key = self.options.api_key
         if key is None and self.options.api_key_env:
             key = os.environ.get(self.options.api_key_env)
@@ -124,6 +130,9 @@ class UpstreamEngine(Engine):
             timeout=httpx.Timeout(self.options.timeout, connect=self.options.connect_timeout),
             limits=httpx.Limits(max_connections=limit, max_keepalive_connections=limit),
         )
+        if not discover:
+            self._model = self.options.upstream_model or self.model_id
+            return
         try:
             await self._discover()
         except httpx.TransportError as exc:
@@ -165,9 +174,7 @@ class UpstreamEngine(Engine):
         if entry is None:
             log.warning("Upstream %s does not list '%s' (it lists %s)", self.base, wanted, names)
         else:
-            context = entry.get("context_length") or entry.get("max_model_len")
-            self._context = context if isinstance(context, int) else None
-            self._owned_by = str(entry.get("owned_by") or "upstream")
+            self.adopt(entry)
         self._model = wanted
 
     def _http(self) -> httpx.AsyncClient:

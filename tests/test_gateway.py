@@ -1,0 +1,252 @@
+"""The gateway with contributed nodes: real node servers on loopback (fake engines), in-process
+gateway. Discovery, policy, routing, retry before the first token, down and up, ledger."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import AsyncIterator, Callable
+from contextlib import AsyncExitStack
+from pathlib import Path
+
+import httpx
+import openai
+import pytest
+
+from allmende.commons import db, keys, ledger, members, nodes
+from allmende.config import Settings
+from allmende.engines.fake import FakeEngine
+from allmende.errors import EngineError
+from allmende.openness.policy import OpennessPolicy
+
+from .conftest import fake_engine, live_server, serve_app
+
+CHAT = {"model": "demo", "messages": [{"role": "user", "content": "hi"}]}
+
+
+def gateway_settings(tmp_path: Path, **extra: object) -> Settings:
+    return Settings(
+        data_dir=str(tmp_path / "gateway"),
+        default_models=False,
+        node_check_interval=0.2,
+        node_timeout=1.0,
+        **extra,  # type: ignore[arg-type]
+    )
+
+
+def commons(tmp_path: Path) -> db.Engine:
+    return db.open_database(data_dir=tmp_path / "gateway")
+
+
+async def start_node(stack: AsyncExitStack, tmp_path: Path, name: str, engine: FakeEngine) -> str:
+    settings = Settings(data_dir=str(tmp_path / name))
+    return await stack.enter_async_context(live_server([engine], settings))
+
+
+async def listed(client: httpx.AsyncClient) -> dict[str, dict[str, object]]:
+    body = (await client.get("/v1/models")).json()
+    return {m["id"]: m for m in body["data"]}
+
+
+async def until(
+    client: httpx.AsyncClient,
+    check: Callable[[dict[str, dict[str, object]]], bool],
+    timeout: float = 5.0,
+) -> None:
+    """Wait until `check` holds for the gateway's model listing."""
+    deadline = asyncio.get_running_loop().time() + timeout
+    while not check(await listed(client)):
+        if asyncio.get_running_loop().time() > deadline:
+            raise AssertionError("condition not met in time")
+        await asyncio.sleep(0.05)
+
+
+class Pool:
+    """Two fake nodes ('a' of member acme, 'b' of member beta) and a gateway over them."""
+
+    def __init__(self, a: FakeEngine, b: FakeEngine, client: httpx.AsyncClient) -> None:
+        self.a, self.b, self.client = a, b, client
+
+
+@pytest.fixture
+async def pool(tmp_path: Path) -> AsyncIterator[Pool]:
+    a = fake_engine("demo", responses=["from a"])
+    b = fake_engine("demo", responses=["from b"])
+    async with AsyncExitStack() as stack:
+        url_a = await start_node(stack, tmp_path, "a", a)
+        url_b = await start_node(stack, tmp_path, "b", b)
+        engine = commons(tmp_path)
+        members.add_member(engine, "acme")
+        members.add_member(engine, "beta")
+        nodes.add_node(engine, "acme", "a", url_a, slots=2)
+        nodes.add_node(engine, "beta", "b", url_b + "/v1", slots=2)
+        engine.dispose()
+        async for _, client in serve_app([], gateway_settings(tmp_path)):
+            yield Pool(a, b, client)
+
+
+async def test_models_of_the_nodes_are_discovered_and_listed(pool: Pool) -> None:
+    models = await listed(pool.client)
+    assert list(models) == ["demo"]
+    assert models["demo"]["engine"] == "pool"
+    assert models["demo"]["nodes"] == 2
+    assert models["demo"]["owned_by"] == "acme, beta"
+
+
+async def test_requests_spread_over_the_nodes(pool: Pool) -> None:
+    pool.a.options.token_delay = pool.b.options.token_delay = 0.02
+    replies = await asyncio.gather(
+        *(pool.client.post("/v1/chat/completions", json=CHAT) for _ in range(4))
+    )
+    texts = sorted(r.json()["choices"][0]["message"]["content"] for r in replies)
+    assert texts == ["from a", "from a", "from b", "from b"]  # least outstanding: 2 and 2
+
+
+async def test_streaming_and_the_sdk_through_the_gateway(pool: Pool) -> None:
+    async with openai.AsyncOpenAI(
+        base_url="http://test/v1", api_key="x", http_client=pool.client, max_retries=0
+    ) as sdk:
+        stream = await sdk.chat.completions.create(
+            model="demo",
+            messages=[{"role": "user", "content": "hi"}],
+            stream=True,
+            stream_options={"include_usage": True},
+        )
+        text, usage = "", None
+        async for chunk in stream:
+            if chunk.choices:
+                text += chunk.choices[0].delta.content or ""
+            usage = chunk.usage or usage
+    assert text in ("from a", "from b")
+    assert usage is not None and usage.completion_tokens == 2
+
+
+async def test_a_failure_before_the_first_token_is_retried_on_the_other_node(pool: Pool) -> None:
+    pool.a.enqueue(EngineError("node a broke"))
+    # Two requests: one of them goes to node a first, fails there before its first token, and
+    # is retried on node b. The clients see two good answers.
+    replies = [await pool.client.post("/v1/chat/completions", json=CHAT) for _ in range(2)]
+    assert [r.status_code for r in replies] == [200, 200], replies[-1].text
+    texts = [r.json()["choices"][0]["message"]["content"] for r in replies]
+    assert "from b" in texts
+    assert len(pool.a.calls) == 1  # the failed attempt
+    # The failed node is marked down (a 500 is the node's fault) ...
+    metrics = (await pool.client.get("/metrics")).text
+    assert 'allmende_node_up{node="1:a"} 0.0' in metrics
+    assert 'allmende_node_up{node="2:b"} 1.0' in metrics
+    # ... and back up at the next health check.
+    await until(pool.client, lambda models: models["demo"]["nodes"] == 2)
+
+
+async def test_client_errors_are_not_retried(pool: Pool) -> None:
+    bad = {**CHAT, "max_tokens": -1}
+    r = await pool.client.post("/v1/chat/completions", json=bad)
+    assert r.status_code == 400
+    assert r.json()["error"]["type"] == "invalid_request_error"
+    calls = len(pool.a.calls) + len(pool.b.calls)
+    assert calls == 0
+
+
+async def test_down_node_gets_no_requests_and_comes_back(tmp_path: Path) -> None:
+    a = fake_engine("demo", responses=["from a"])
+    b = fake_engine("demo", responses=["from b"])
+    engine = commons(tmp_path)
+    members.add_member(engine, "acme")
+    async with AsyncExitStack() as outer:
+        url_b = await start_node(outer, tmp_path, "b", b)
+        inner = AsyncExitStack()
+        url_a = await start_node(inner, tmp_path, "a", a)
+        nodes.add_node(engine, "acme", "a", url_a)
+        nodes.add_node(engine, "acme", "b", url_b)
+        async for _, client in serve_app([], gateway_settings(tmp_path)):
+            await inner.aclose()  # node a stops
+            replies = [await client.post("/v1/chat/completions", json=CHAT) for _ in range(4)]
+            assert [r.status_code for r in replies] == [200] * 4
+            assert {r.json()["choices"][0]["message"]["content"] for r in replies} == {"from b"}
+
+            await until(client, lambda models: models["demo"]["nodes"] == 1)
+            # Node b goes too: the model stays known, requests get 503 with Retry-After.
+            await outer.aclose()
+
+            await until(client, lambda models: "demo" not in models)
+            r = await client.post("/v1/chat/completions", json=CHAT)
+            assert r.status_code == 503, r.text
+            assert r.json()["error"]["type"] in ("overloaded_error", "server_error", "api_error")
+            assert "retry-after" in r.headers
+    engine.dispose()
+
+
+async def test_nodes_added_while_running_are_picked_up(tmp_path: Path) -> None:
+    engine = commons(tmp_path)
+    members.add_member(engine, "acme")
+    async with AsyncExitStack() as stack:
+        url = await start_node(stack, tmp_path, "a", fake_engine("late", responses=["late"]))
+        async for _, client in serve_app([], gateway_settings(tmp_path)):
+            assert await listed(client) == {}
+            r = await client.post("/v1/chat/completions", json={**CHAT, "model": "late"})
+            assert r.status_code == 404
+            nodes.add_node(engine, "acme", None, url)
+
+            await until(client, lambda models: "late" in models)
+            r = await client.post("/v1/chat/completions", json={**CHAT, "model": "late"})
+            assert r.json()["choices"][0]["message"]["content"] == "late"
+    engine.dispose()
+
+
+async def test_the_openness_policy_filters_node_models(tmp_path: Path) -> None:
+    engine = commons(tmp_path)
+    members.add_member(engine, "acme")
+    policy = OpennessPolicy(min_mof_class="III", allow_models=["allowed"])
+    async with AsyncExitStack() as stack:
+        for name in ("allowed", "unknown-model"):
+            url = await start_node(stack, tmp_path, name, fake_engine(name))
+            nodes.add_node(engine, "acme", name, url)
+        settings = gateway_settings(tmp_path, openness_policy=policy)
+        async for _, client in serve_app([], settings):
+            assert list(await listed(client)) == ["allowed"]
+            r = await client.post("/v1/chat/completions", json={**CHAT, "model": "unknown-model"})
+            assert r.status_code == 404
+    engine.dispose()
+
+
+async def test_a_local_model_wins_over_a_node_model_of_the_same_id(tmp_path: Path) -> None:
+    engine = commons(tmp_path)
+    members.add_member(engine, "acme")
+    async with AsyncExitStack() as stack:
+        url = await start_node(stack, tmp_path, "a", fake_engine("demo", responses=["node"]))
+        nodes.add_node(engine, "acme", None, url)
+        local = fake_engine("demo", responses=["local"])
+        async for _, client in serve_app([local], gateway_settings(tmp_path)):
+            models = await listed(client)
+            assert models["demo"]["engine"] == "fake"
+            r = await client.post("/v1/chat/completions", json=CHAT)
+            assert r.json()["choices"][0]["message"]["content"] == "local"
+    engine.dispose()
+
+
+async def test_the_ledger_names_the_node_and_counts_contribution(tmp_path: Path) -> None:
+    engine = commons(tmp_path)
+    members.add_member(engine, "acme")
+    members.add_member(engine, "beta")
+    acme_key = keys.create_key(engine, "acme").secret
+    async with AsyncExitStack() as stack:
+        url = await start_node(stack, tmp_path, "b", fake_engine("demo", responses=["x y z"]))
+        node = nodes.add_node(engine, "beta", "b", url)
+        async for _, client in serve_app([], gateway_settings(tmp_path)):
+            headers = {"Authorization": f"Bearer {acme_key}"}
+            r = await client.post("/v1/chat/completions", json=CHAT, headers=headers)
+            assert r.status_code == 200, r.text
+            body = {**CHAT, "stream": True}
+            async with client.stream(
+                "POST", "/v1/chat/completions", json=body, headers=headers
+            ) as s:
+                lines = [line async for line in s.aiter_lines() if line.startswith("data: ")]
+            assert lines[-1] == "data: [DONE]"
+            assert json.loads(lines[0][6:])["model"] == "demo"
+    rows = ledger.entries(engine)
+    assert len(rows) == 2
+    assert {row.node_id for row in rows} == {node.id}
+    given = ledger.contribution(engine)
+    assert [(c.member, c.requests) for c in given] == [("beta", 2)]
+    assert given[0].tokens == sum(r.prompt_tokens + r.completion_tokens for r in rows) > 0
+    engine.dispose()
