@@ -16,6 +16,7 @@ from ..config import Settings
 from ..engines.base import Engine
 from ..errors import RequestTooLargeError
 from . import errors
+from .admin import router as admin_router
 from .errors import error_response
 from .gate import Gate
 from .metrics import Metrics
@@ -133,5 +134,6 @@ def create_app(
     errors.install(app)
     app.include_router(router)
     app.include_router(openness_router)
+    app.include_router(admin_router)
     app.add_middleware(BodyLimit, limit=settings.max_body_bytes)
     return app

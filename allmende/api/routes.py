@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import base64
 from typing import Any
 
@@ -12,7 +11,7 @@ from fastapi.responses import JSONResponse, PlainTextResponse, StreamingResponse
 
 from ..commons.keys import Principal
 from ..engines.base import Engine
-from ..errors import AuthenticationError, InvalidRequestError, PermissionDeniedError
+from ..errors import InvalidRequestError
 from ..protocol import ChatCompletionRequest, CompletionRequest, EmbeddingRequest
 from .gate import Gate, Outcome
 from .metrics import Metrics
@@ -152,31 +151,3 @@ async def metrics(request: Request) -> Response:
     return PlainTextResponse(
         _metrics(request).render(), media_type="text/plain; version=0.0.4; charset=utf-8"
     )
-
-
-@router.get("/v1/usage")
-async def usage(
-    request: Request, member: str | None = None, since: str | None = None
-) -> dict[str, Any]:
-    """Ledger totals by member and model: a member key sees its own, an admin key anyone's."""
-    from datetime import datetime
-
-    from ..commons import keys, ledger, members
-
-    principal = await _admit(request)
-    engine = _gate(request).engine
-    assert engine is not None
-    if principal is None:
-        raise AuthenticationError("Usage needs an API key: create one with 'allmende keys'.")
-    requested = None
-    if member is not None:
-        if not principal.is_admin and member != principal.member:
-            raise PermissionDeniedError("A member key can only read its own member's records.")
-        requested = (await asyncio.to_thread(members.find_member, engine, member)).id
-    visible = keys.visible_member(principal, requested)
-    try:
-        start = datetime.fromisoformat(since) if since else None
-    except ValueError:
-        raise InvalidRequestError("'since' must be an ISO 8601 time.", param="since") from None
-    rows = await asyncio.to_thread(ledger.usage, engine, member_id=visible, since=start)
-    return {"object": "list", "data": [r.to_dict() for r in rows]}
