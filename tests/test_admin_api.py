@@ -407,6 +407,7 @@ async def test_admin_actions_are_audited_and_the_chain_verifies(
             "/v1/admin/nodes", json={"url": "http://e.example", "member": "erin"}, headers=h
         )
     ).json()
+    assert (node["slots"], node["has_api_key"]) == (4, False)
     await client.delete(f"/v1/admin/nodes/{node['id']}", headers=h)
     await client.delete("/v1/admin/members/erin", headers=h)
 
@@ -480,6 +481,21 @@ async def test_bad_requests_are_clean_envelopes(client: httpx.AsyncClient, world
         ("POST", "/v1/admin/nodes", {"url": "http://h:port", "member": "bob"}, 400, "url"),
         ("POST", "/v1/admin/nodes", {"url": "http://h.example", "member": "ghost"}, 404, "member"),
         ("POST", "/v1/admin/nodes", {"member": "bob"}, 400, "url"),
+        ("POST", "/v1/admin/nodes", {"url": "http://h.example?q=1", "member": "bob"}, 400, "url"),
+        (
+            "POST",
+            "/v1/admin/nodes",
+            {"url": "http://h.example", "member": "bob", "slots": 0},
+            400,
+            "slots",
+        ),
+        (
+            "POST",
+            "/v1/admin/nodes",
+            {"url": "http://h.example", "member": "bob", "api_key": 1},
+            400,
+            "api_key",
+        ),
         ("GET", "/v1/admin/nodes?member=ghost", None, 404, None),
         ("DELETE", "/v1/admin/nodes/abc", None, 404, None),
         ("DELETE", "/v1/admin/nodes/999999", None, 404, None),
@@ -513,3 +529,25 @@ async def test_bad_requests_are_clean_envelopes(client: httpx.AsyncClient, world
         assert r.status_code == 200, (path, r.text)
     r = await client.get("/v1/ledger", params={"since": "2999-01-01T00:00:00Z"}, headers=h)
     assert r.json()["data"] == []
+
+
+async def test_a_node_key_is_never_shown_or_audited(
+    client: httpx.AsyncClient, world: World
+) -> None:
+    h = bearer(world.admin)
+    body = {"url": "http://k.example:9000/", "member": "bob", "slots": 2, "api_key": "sk-node-1"}
+    r = await client.post("/v1/admin/nodes", json=body, headers=h)
+    assert r.status_code == 201
+    node = r.json()
+    assert (node["url"], node["name"], node["slots"], node["has_api_key"]) == (
+        "http://k.example:9000",
+        "k.example:9000",
+        2,
+        True,
+    )
+    listed = await client.get("/v1/admin/nodes", headers=h)
+    audit = await client.get("/v1/audit", headers=h)
+    for text in (r.text, listed.text, audit.text):
+        assert "sk-node-1" not in text
+    [stored] = [n for n in nodes.list_nodes(world.engine) if n.id == node["id"]]
+    assert stored.api_key == "sk-node-1"  # kept for the gateway to present

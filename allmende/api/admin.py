@@ -17,7 +17,6 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from typing import Annotated, Any, Literal, TypeVar, cast
-from urllib.parse import urlsplit
 
 import sqlalchemy as sa
 from fastapi import APIRouter, Depends, Query, Request
@@ -167,20 +166,8 @@ class NewNode(Body):
     url: Annotated[str, Field(max_length=2048)]
     member: str
     name: Annotated[str | None, Field(default=None, min_length=1, max_length=128)] = None
-
-
-def _check_url(url: str) -> str:
-    url = url.strip()
-    try:
-        parts = urlsplit(url)
-        parts.port  # noqa: B018 - raises ValueError for a port that is not a number
-    except ValueError:
-        parts = urlsplit("")
-    if parts.scheme not in ("http", "https") or not parts.hostname:
-        raise InvalidRequestError(
-            "'url' must be an http:// or https:// URL with a host.", param="url"
-        )
-    return url
+    slots: Annotated[int, Field(default=4, ge=1, le=nodes.MAX_SLOTS)] = 4
+    api_key: Annotated[str | None, Field(default=None, min_length=1, max_length=512)] = None
 
 
 # ---- rendering -----------------------------------------------------------------------------
@@ -225,6 +212,8 @@ def _node(n: nodes.Node) -> dict[str, Any]:
         "member": n.member,
         "name": n.name,
         "url": n.url,
+        "slots": n.slots,
+        "has_api_key": n.api_key is not None,  # the node's key itself is never shown
         "created": _ts(n.created),
         "removed": _ts(n.removed),
     }
@@ -504,18 +493,22 @@ async def list_nodes(caller: AdminCall, member: str | None = None) -> dict[str, 
 
 @router.post("/v1/admin/nodes", status_code=201)
 async def add_node(caller: AdminCall, body: NewNode) -> dict[str, Any]:
-    """Register a node a member contributes (``name`` defaults to the URL's host)."""
-    url = _check_url(body.url)
-    name = body.name or (urlsplit(url).hostname or url)[:128]
+    """Register a node a member contributes: an OpenAI-compatible server at `url`
+    (``http(s)://HOST[:PORT][/PATH]``); ``name`` defaults to its host, ``slots`` (requests sent
+    to it at once) to 4; ``api_key``, if given, is what the gateway sends it, never shown."""
+    url = nodes.check_url(body.url)
     owner_id = 0
 
     def add() -> nodes.Node:
         nonlocal owner_id
         owner_id = _member_for(caller.engine, body.member, "member").id
-        return nodes.add_node(caller.engine, body.member, name, url)
+        return nodes.add_node(
+            caller.engine, body.member, body.name, url, slots=body.slots, api_key=body.api_key
+        )
 
     def about(n: nodes.Node) -> tuple[int, dict[str, Any]]:
-        return owner_id, {"node_id": n.id, "member": n.member, "name": n.name, "url": n.url}
+        data = {"node_id": n.id, "member": n.member, "name": n.name, "url": n.url}
+        return owner_id, {**data, "slots": n.slots, "has_api_key": n.api_key is not None}
 
     return _node(await _act(caller, "admin.node.add", add, about))
 
