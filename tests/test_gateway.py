@@ -250,3 +250,22 @@ async def test_the_ledger_names_the_node_and_counts_contribution(tmp_path: Path)
     assert [(c.member, c.requests) for c in given] == [("beta", 2)]
     assert given[0].tokens == sum(r.prompt_tokens + r.completion_tokens for r in rows) > 0
     engine.dispose()
+
+
+async def test_admin_node_listing_shows_what_the_gateway_sees(tmp_path: Path) -> None:
+    engine = commons(tmp_path)
+    members.add_member(engine, "ops")
+    admin = keys.create_key(engine, "ops", scope="admin").secret
+    async with AsyncExitStack() as stack:
+        url = await start_node(stack, tmp_path, "a", fake_engine("demo"))
+        up = nodes.add_node(engine, "ops", "a", url)
+        down = nodes.add_node(engine, "ops", "gone", "http://127.0.0.1:9")  # nothing listens
+        async for _, client in serve_app([], gateway_settings(tmp_path)):
+            headers = {"Authorization": f"Bearer {admin}"}
+            r = await client.get("/v1/admin/nodes", headers=headers)
+            assert r.status_code == 200, r.text
+            rows = {row["id"]: row for row in r.json()["data"]}
+            assert rows[up.id]["status"] == "up" and rows[up.id]["models"] == ["demo"]
+            assert rows[down.id]["status"] == "down" and rows[down.id]["error"]
+            assert "api_key" not in rows[up.id]
+    engine.dispose()

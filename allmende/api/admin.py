@@ -33,6 +33,7 @@ from ..errors import (
     OverloadedError,
     PermissionDeniedError,
 )
+from ..gateway.service import Gateway
 from .gate import Gate
 
 router = APIRouter()
@@ -483,12 +484,27 @@ async def verify_audit(caller: AdminCall) -> dict[str, Any]:
 
 
 @router.get("/v1/admin/nodes")
-async def list_nodes(caller: AdminCall, member: str | None = None) -> dict[str, Any]:
-    """Active nodes, optionally one member's."""
+async def list_nodes(
+    caller: AdminCall, request: Request, member: str | None = None
+) -> dict[str, Any]:
+    """Active nodes, optionally one member's, with what this gateway sees of each right now:
+    ``status`` (up, down, or unchecked until the next health check), the models it offers,
+    requests outstanding and served, and the last error."""
     if member is not None:
         await asyncio.to_thread(members.find_member, caller.engine, member)  # 404 if unknown
     found = await asyncio.to_thread(nodes.list_nodes, caller.engine, member)
-    return _listing([_node(n) for n in found])
+    gateway: Gateway = request.app.state.gateway
+    rows = []
+    for n in found:
+        row = _node(n)
+        state = gateway.pool.nodes.get(n.id)
+        row["status"] = "unchecked" if state is None else "up" if state.up else "down"
+        row["models"] = sorted(state.models) if state is not None and state.up else []
+        row["outstanding"] = state.outstanding if state is not None else 0
+        row["served"] = state.served if state is not None else 0
+        row["error"] = state.error if state is not None else None
+        rows.append(row)
+    return _listing(rows)
 
 
 @router.post("/v1/admin/nodes", status_code=201)

@@ -18,6 +18,7 @@ from ..errors import RequestTooLargeError
 from . import errors
 from .admin import router as admin_router
 from .errors import error_response
+from ..gateway.service import Gateway
 from .gate import Gate
 from .metrics import Metrics
 from .openness import openness_summary
@@ -100,23 +101,31 @@ def create_app(
     on_ready: Callable[[], None] | None = None,
 ) -> FastAPI:
     """The app serving `engines`. Models load in the background; `/health` says when ready."""
-    registry = ModelRegistry(engines)
     metrics = Metrics()
-    for engine in engines:
+
+    def track(engine: Engine) -> None:
         metrics.track_engine(
             engine.model_id, engine.queue_depth, engine.running, engine.batch_tokens
         )
 
+    for engine in engines:
+        track(engine)
+    gateway = Gateway(settings, local_models=[e.model_id for e in engines], on_engine=track)
+    metrics.track_nodes(gateway.pool)
+    registry = ModelRegistry(engines, gateway)
     gate = Gate(settings)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         await gate.open()
+        assert gate.engine is not None
+        await gateway.start(gate.engine)
         loading = asyncio.create_task(load_engines(registry, on_ready))
         try:
             yield
         finally:
             loading.cancel()
+            await gateway.aclose()
             for engine in engines:
                 await engine.aclose()
             await gate.close()
@@ -131,6 +140,7 @@ def create_app(
     app.state.models = registry
     app.state.metrics = metrics
     app.state.gate = gate
+    app.state.gateway = gateway
     errors.install(app)
     app.include_router(router)
     app.include_router(openness_router)

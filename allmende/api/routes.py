@@ -12,6 +12,7 @@ from fastapi.responses import JSONResponse, PlainTextResponse, StreamingResponse
 from ..commons.keys import Principal
 from ..engines.base import Engine
 from ..errors import InvalidRequestError
+from ..gateway import context
 from ..protocol import ChatCompletionRequest, CompletionRequest, EmbeddingRequest
 from .gate import Gate, Outcome
 from .metrics import Metrics
@@ -58,7 +59,7 @@ def model_object(engine: Engine) -> dict[str, Any]:
 @router.get("/v1/models")
 async def list_models(request: Request) -> dict[str, Any]:
     await _admit(request)
-    engines = _models(request).engines.values()
+    engines = _models(request).listed()
     return {"object": "list", "data": [model_object(e) for e in engines]}
 
 
@@ -66,7 +67,7 @@ async def list_models(request: Request) -> dict[str, Any]:
 async def get_model(model_id: str, request: Request) -> dict[str, Any]:
     await _admit(request)
     registry = _models(request)
-    engine = registry.engines.get(model_id)
+    engine = registry.find(model_id)
     if engine is None:
         registry.get(model_id)  # raises model_not_found
     assert engine is not None
@@ -107,7 +108,12 @@ async def embeddings(body: EmbeddingRequest, request: Request) -> dict[str, Any]
     if len(texts) > 2048:
         raise InvalidRequestError("At most 2048 inputs per request.", param="input")
     engine = _models(request).get(body.model)
-    result = await engine.embed(texts)
+    placed = context.RequestContext(principal.member_id if principal else None)
+    token = context.current.set(placed)
+    try:
+        result = await engine.embed(texts)
+    finally:
+        context.current.reset(token)
     vectors = result.vectors
     if body.dimensions is not None:
         if body.dimensions > len(vectors[0]):
