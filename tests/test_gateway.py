@@ -61,6 +61,17 @@ async def until(
         await asyncio.sleep(0.05)
 
 
+async def keep_asking(client: httpx.AsyncClient, key: str, until_t: float) -> int:
+    """Ask one request after another until `until_t`; how many were answered."""
+    done = 0
+    while asyncio.get_running_loop().time() < until_t:
+        headers = {"Authorization": f"Bearer {key}"}
+        r = await client.post("/v1/chat/completions", json=CHAT, headers=headers)
+        assert r.status_code == 200, r.text
+        done += 1
+    return done
+
+
 class Pool:
     """Two fake nodes ('a' of member acme, 'b' of member beta) and a gateway over them."""
 
@@ -268,4 +279,39 @@ async def test_admin_node_listing_shows_what_the_gateway_sees(tmp_path: Path) ->
             assert rows[up.id]["status"] == "up" and rows[up.id]["models"] == ["demo"]
             assert rows[down.id]["status"] == "down" and rows[down.id]["error"]
             assert "api_key" not in rows[up.id]
+    engine.dispose()
+
+
+async def test_fair_share_serves_the_contributor_first_under_contention(tmp_path: Path) -> None:
+    engine = commons(tmp_path)
+    alpha, beta = members.add_member(engine, "alpha"), members.add_member(engine, "beta")
+    secrets = {m: keys.create_key(engine, m).secret for m in ("alpha", "beta")}
+    slow = fake_engine("demo", responses=["one two three"], token_delay=0.01)
+    async with AsyncExitStack() as stack:
+        url = await start_node(stack, tmp_path, "a", slow)
+        node = nodes.add_node(engine, "alpha", "a", url, slots=1)
+        # alpha's node served beta before: alpha's weight is 1.1, beta's the floor, 0.1.
+        ledger.record(
+            engine,
+            ledger.LedgerEntry(
+                member_id=beta.id,
+                model="demo",
+                prompt_tokens=500,
+                completion_tokens=500,
+                latency_ms=1,
+                status=200,
+                node_id=node.id,
+            ),
+        )
+        async for _, client in serve_app([], gateway_settings(tmp_path)):
+            until_t = asyncio.get_running_loop().time() + 2.0
+            # Three clients each, one slot: both members are backlogged the whole time.
+            counts = await asyncio.gather(
+                *(keep_asking(client, secrets[m], until_t) for m in ("alpha", "beta") * 3)
+            )
+    served = {"alpha": sum(counts[0::2]), "beta": sum(counts[1::2])}
+    assert alpha.id != beta.id
+    # Equal requests; weights 1.1 : 0.1. FIFO would serve them about 1 : 1.
+    assert served["alpha"] + served["beta"] >= 20
+    assert served["alpha"] >= 4 * served["beta"], served
     engine.dispose()

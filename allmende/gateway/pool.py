@@ -90,6 +90,7 @@ class NodePool:
         self._policy_cache: dict[str, list[str]] = {}
         self._turn = itertools.count()
         self.weights: dict[int, float] = {}
+        self.default_weight = 1.0
 
     # -- lifecycle ---------------------------------------------------------------------------
 
@@ -263,6 +264,8 @@ class NodePool:
         since = db.now() - timedelta(hours=self.settings.contribution_window_hours)
         served = {r.member_id: r.tokens for r in ledger.contribution(database, since=since)}
         everyone = [0] + [m.id for m in members.list_members(database)]
+        # A member added since this round has contributed nothing yet.
+        self.default_weight = self.settings.fair_share_floor if any(served.values()) else 1.0
         return share_weights(served, everyone, self.settings.fair_share_floor)
 
 

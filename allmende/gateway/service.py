@@ -17,6 +17,9 @@ from ..config import Settings
 from .engine import PoolEngine
 from .pool import NodePool
 
+# What a request is assumed to cost (tokens) before a member's average is known.
+INITIAL_COST = 256
+
 
 class Gateway:
     def __init__(
@@ -44,13 +47,14 @@ class Gateway:
                     capacity=0,
                     max_queue=self.settings.max_queue,
                     retry_after=self.settings.retry_after,
+                    initial_cost=INITIAL_COST,
                 )
                 engine = PoolEngine(model_id, self.pool, queue)
                 self.engines[model_id] = engine
                 if self.on_engine is not None:
                     self.on_engine(engine)
         for model_id, engine in self.engines.items():
-            engine.queue.set_weights(self.pool.weights)
+            engine.queue.set_weights(self.pool.weights, default=self.pool.default_weight)
             engine.queue.set_capacity(self.pool.capacity(model_id))
 
     def available(self) -> list[PoolEngine]:
