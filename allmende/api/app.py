@@ -15,10 +15,10 @@ from .. import __version__
 from ..config import Settings
 from ..engines.base import Engine
 from ..errors import RequestTooLargeError
+from ..gateway.service import Gateway
 from . import errors
 from .admin import router as admin_router
 from .errors import error_response
-from ..gateway.service import Gateway
 from .gate import Gate
 from .metrics import Metrics
 from .openness import openness_summary
