@@ -25,9 +25,12 @@ TABLES = {
 }
 
 
+HEAD = "0002"
+
+
 def test_migrations_create_the_schema(engine: Engine) -> None:
     assert set(sa.inspect(engine).get_table_names()) == TABLES
-    assert db.schema_revision(engine) == "0001"
+    assert db.schema_revision(engine) == HEAD
     with engine.connect() as conn:
         assert compare_metadata(MigrationContext.configure(conn), db.metadata) == []
         head = conn.execute(sa.select(db.audit_head)).all()
@@ -37,7 +40,7 @@ def test_migrations_create_the_schema(engine: Engine) -> None:
 def test_upgrade_is_idempotent(db_url: str) -> None:
     for _ in range(2):
         engine = db.open_database(db_url)
-        assert db.schema_revision(engine) == "0001"
+        assert db.schema_revision(engine) == HEAD
         engine.dispose()
 
 
@@ -45,7 +48,26 @@ def test_a_fresh_database_has_no_revision(db_url: str) -> None:
     engine = db.create_db_engine(db_url)
     assert db.schema_revision(engine) is None
     db.upgrade(engine)
-    assert db.schema_revision(engine) == "0001"
+    assert db.schema_revision(engine) == HEAD
+    engine.dispose()
+
+
+def test_upgrade_from_0001_keeps_nodes_and_gives_them_slots(db_url: str) -> None:
+    engine = db.create_db_engine(db_url)
+    db.upgrade(engine, "0001")
+    with engine.begin() as conn:
+        conn.exec_driver_sql(
+            "INSERT INTO members (id, name, created) VALUES (1, 'acme', '2026-01-01 00:00:00')"
+        )
+        conn.exec_driver_sql(
+            "INSERT INTO nodes (id, member_id, name, url, created) "
+            "VALUES (1, 1, 'a', 'http://a:8000', '2026-01-01 00:00:00')"
+        )
+    db.upgrade(engine)
+    assert db.schema_revision(engine) == HEAD
+    with engine.connect() as conn:
+        rows = conn.execute(sa.select(db.nodes.c.name, db.nodes.c.slots, db.nodes.c.api_key))
+        assert [tuple(r) for r in rows] == [("a", 4, None)]
     engine.dispose()
 
 
