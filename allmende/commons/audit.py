@@ -6,6 +6,7 @@ fields are ``seq, ts, kind, member_id, key_id, data`` and canonical JSON has sor
 spaces and UTF-8 text. The row ``audit_head`` holds the newest seq and hash; `append` locks it
 (PostgreSQL: ``SELECT ... FOR UPDATE``; SQLite: the ``BEGIN IMMEDIATE`` write lock), so
 concurrent writers in any process or replica never fork the chain, and commits before returning.
+`append_in` appends several records in the caller's transaction (the gateway's group commit).
 
 `verify` walks the chain in seq order and names the first record that is missing (a gap, or a
 tail missing against the head), out of place (its ``prev_hash`` is not its predecessor's hash:
@@ -16,12 +17,13 @@ from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, cast
 
 import sqlalchemy as sa
-from sqlalchemy.engine import Engine
+from sqlalchemy.engine import Connection, Engine
 
 from . import db
 
@@ -83,6 +85,17 @@ class AuditRecord:
 
 
 @dataclass(frozen=True)
+class Entry:
+    """A record to append: what `AuditLog.append` takes, for `AuditLog.append_in`."""
+
+    kind: str
+    data: dict[str, Any] | None = None
+    member_id: int | None = None
+    key_id: int | None = None
+    content: dict[str, Any] | None = None
+
+
+@dataclass(frozen=True)
 class VerifyResult:
     ok: bool
     checked: int
@@ -90,6 +103,17 @@ class VerifyResult:
     reason: str | None = None
     head_seq: int = 0
     head_hash: str = GENESIS
+
+
+# The statements of an append, built once (so SQLAlchemy's compiled cache hits).
+_HEAD = sa.select(db.audit_head.c.seq, db.audit_head.c.hash).where(db.audit_head.c.id == 1)
+_HEAD_FOR_UPDATE = _HEAD.with_for_update()
+_INSERT = sa.insert(db.audit)
+_MOVE_HEAD = (
+    sa.update(db.audit_head)
+    .where(db.audit_head.c.id == 1)
+    .values(seq=sa.bindparam("new_seq"), hash=sa.bindparam("new_hash"))
+)
 
 
 class AuditLog:
@@ -110,42 +134,57 @@ class AuditLog:
         content: dict[str, Any] | None = None,
     ) -> AuditRecord:
         """Append one record; it is committed (durable) when this returns."""
-        payload = dict(data or {})
-        if content is not None and self.record_content:
-            payload["content"] = content
-        text = canonical_json(payload)
-        payload = json.loads(text)  # exactly what verify will read back
-        head = db.audit_head
         with db.write(self.engine) as conn:
-            query = sa.select(head.c.seq, head.c.hash).where(head.c.id == 1)
-            if db.is_postgresql(conn):
-                query = query.with_for_update()
-            last_seq, prev_hash = conn.execute(query).one()
-            seq = int(last_seq) + 1
+            return self.append_in(conn, [Entry(kind, data, member_id, key_id, content)])[0]
+
+    def append_in(self, conn: Connection, entries: Sequence[Entry]) -> list[AuditRecord]:
+        """Append `entries` in this order within the caller's write transaction (committed
+        when it commits). Call it last in the transaction: on PostgreSQL it locks the chain's
+        head row until the commit, and other appenders wait for it."""
+        prepared = []
+        for e in entries:
+            payload = dict(e.data or {})
+            if e.content is not None and self.record_content:
+                payload["content"] = e.content
+            text = canonical_json(payload)
+            prepared.append((e, text, json.loads(text)))  # exactly what verify will read back
+        if not prepared:
+            return []
+        query = _HEAD_FOR_UPDATE if db.is_postgresql(conn) else _HEAD
+        last_seq, prev_hash = conn.execute(query).one()
+        seq = int(last_seq)
+        made, rows = [], []
+        for e, text, payload in prepared:
+            seq += 1
             ts = db.now()
             digest = record_hash(
                 prev_hash,
                 seq=seq,
                 ts=ts,
-                kind=kind,
-                member_id=member_id,
-                key_id=key_id,
+                kind=e.kind,
+                member_id=e.member_id,
+                key_id=e.key_id,
                 data=payload,
             )
-            conn.execute(
-                sa.insert(db.audit).values(
-                    seq=seq,
-                    ts=ts,
-                    prev_hash=prev_hash,
-                    hash=digest,
-                    kind=kind,
-                    member_id=member_id,
-                    key_id=key_id,
-                    data=text,
-                )
+            rows.append(
+                {
+                    "seq": seq,
+                    "ts": ts,
+                    "prev_hash": prev_hash,
+                    "hash": digest,
+                    "kind": e.kind,
+                    "member_id": e.member_id,
+                    "key_id": e.key_id,
+                    "data": text,
+                }
             )
-            conn.execute(sa.update(head).where(head.c.id == 1).values(seq=seq, hash=digest))
-        return AuditRecord(seq, ts, prev_hash, digest, kind, member_id, key_id, payload)
+            made.append(
+                AuditRecord(seq, ts, prev_hash, digest, e.kind, e.member_id, e.key_id, payload)
+            )
+            prev_hash = digest
+        conn.execute(_INSERT, rows)
+        conn.execute(_MOVE_HEAD, {"new_seq": seq, "new_hash": prev_hash})
+        return made
 
     def records(
         self,
@@ -232,4 +271,12 @@ def _record(row: sa.Row[tuple[object, ...]]) -> AuditRecord:
     )
 
 
-__all__ = ["GENESIS", "AuditLog", "AuditRecord", "VerifyResult", "canonical_json", "record_hash"]
+__all__ = [
+    "GENESIS",
+    "AuditLog",
+    "AuditRecord",
+    "Entry",
+    "VerifyResult",
+    "canonical_json",
+    "record_hash",
+]

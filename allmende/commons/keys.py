@@ -10,14 +10,17 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import math
+import re
 import secrets
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Literal, cast
+from typing import Any, Literal, cast
 
 import sqlalchemy as sa
-from sqlalchemy.engine import Engine
+from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.exc import IntegrityError
 
 from ..errors import AuthenticationError, InvalidRequestError, NotFoundError, PermissionDeniedError
@@ -226,6 +229,13 @@ def set_limits(engine: Engine, key: str | int, limits: Limits) -> KeyInfo:
 
 def authenticate(engine: Engine, secret: str, *, at: datetime | None = None) -> Principal:
     """The principal for a presented key, or `AuthenticationError` (401)."""
+    return _authenticate(engine, secret, at)[0]
+
+
+def _authenticate(
+    engine: Engine, secret: str, at: datetime | None
+) -> tuple[Principal, datetime | None]:
+    """`authenticate`, and the key's expiry."""
     at = at or db.now()
     row = None
     if secret.startswith(KEY_PREFIX) and len(secret) > PREFIX_LEN:
@@ -242,7 +252,90 @@ def authenticate(engine: Engine, secret: str, *, at: datetime | None = None) -> 
         raise AuthenticationError("This API key has been revoked.")
     if info.expires is not None and info.expires <= at:
         raise AuthenticationError("This API key has expired.")
-    return Principal(cast(int, row.member_id), info.member, info.id, info.scope, info.limits)
+    principal = Principal(cast(int, row.member_id), info.member, info.id, info.scope, info.limits)
+    return principal, info.expires
+
+
+CACHE_SECONDS = 1.0  # how long a process may go on trusting an authenticated key
+# Statements that may change what `authenticate` answers: revocation, limits, member removal.
+_KEY_CHANGE = re.compile(r"^\s*(UPDATE|DELETE)\b.*\b(api_keys|key_limits|members)\b", re.I | re.S)
+_DIRTY = "allmende_keys_changed"
+
+
+class KeyCache:
+    """`authenticate` with a short memory, so a request costs no database read.
+
+    A key that authenticated is trusted for at most `ttl` seconds (`CACHE_SECONDS`), and never
+    past its expiry. A change made through `engine` in this process (revoking a key, changing
+    its limits, removing its member: any committed UPDATE or DELETE of ``api_keys``,
+    ``key_limits`` or ``members``) empties the cache when it commits, so it holds at once; a
+    change made elsewhere (the CLI, another replica) holds within `ttl`. Only keys that
+    authenticated are kept (by the SHA-256 of the secret, never the secret), at most `size`.
+    """
+
+    def __init__(self, engine: Engine, *, ttl: float = CACHE_SECONDS, size: int = 10_000) -> None:
+        self.engine = engine
+        self.ttl = ttl
+        self.size = size
+        # sha256(secret) -> (monotonic time it was read, principal, expiry as a Unix time)
+        self._entries: dict[bytes, tuple[float, Principal, float]] = {}
+        self._generation = 0
+        sa.event.listen(engine, "after_cursor_execute", self._executed)
+        sa.event.listen(engine, "commit", self._committed)
+        sa.event.listen(engine, "rollback", self._rolled_back)
+
+    def close(self) -> None:
+        sa.event.remove(self.engine, "after_cursor_execute", self._executed)
+        sa.event.remove(self.engine, "commit", self._committed)
+        sa.event.remove(self.engine, "rollback", self._rolled_back)
+        self.invalidate()
+
+    def invalidate(self) -> None:
+        """Forget every key (the next request of each reads the database)."""
+        self._generation += 1
+        self._entries = {}
+
+    def lookup(self, secret: str) -> Principal | None:
+        """The principal of a key that authenticated less than `ttl` ago, else None (ask
+        `authenticate`). Raises `AuthenticationError` once the cached key has expired."""
+        digest = hashlib.sha256(secret.encode()).digest()
+        entry = self._entries.get(digest)
+        if entry is None:
+            return None
+        read_at, principal, expires = entry
+        if time.monotonic() - read_at >= self.ttl:
+            self._entries.pop(digest, None)
+            return None
+        if expires <= time.time():
+            self._entries.pop(digest, None)
+            raise AuthenticationError("This API key has expired.")
+        return principal
+
+    def authenticate(self, secret: str) -> Principal:
+        """`lookup`, else `authenticate` against the database (blocking) and remember it."""
+        principal = self.lookup(secret)
+        if principal is not None:
+            return principal
+        generation, read_at = self._generation, time.monotonic()
+        principal, expires = _authenticate(self.engine, secret, None)
+        if generation == self._generation:  # no change committed while we read
+            if len(self._entries) >= self.size:
+                self._entries = {}
+            ends = expires.timestamp() if expires is not None else math.inf
+            digest = hashlib.sha256(secret.encode()).digest()
+            self._entries[digest] = (read_at, principal, ends)
+        return principal
+
+    def _executed(self, conn: Connection, _cursor: Any, statement: str, *_: Any) -> None:
+        if _KEY_CHANGE.match(statement):
+            conn.info[_DIRTY] = True
+
+    def _committed(self, conn: Connection) -> None:
+        if conn.info.pop(_DIRTY, False):
+            self.invalidate()
+
+    def _rolled_back(self, conn: Connection) -> None:
+        conn.info.pop(_DIRTY, None)
 
 
 def visible_member(principal: Principal, requested: int | None) -> int | None:
@@ -263,7 +356,9 @@ def require_admin(principal: Principal) -> None:
 
 
 __all__: Sequence[str] = [
+    "CACHE_SECONDS",
     "KEY_PREFIX",
+    "KeyCache",
     "KeyInfo",
     "Limits",
     "NewKey",

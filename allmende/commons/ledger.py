@@ -8,12 +8,13 @@ principal's own, see `keys.visible_member`) to restrict either to one member.
 from __future__ import annotations
 
 import uuid
-from dataclasses import asdict, dataclass, field
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, field, fields
 from datetime import datetime
 from typing import Any
 
 import sqlalchemy as sa
-from sqlalchemy.engine import Engine
+from sqlalchemy.engine import Connection, Engine
 
 from . import db
 
@@ -64,7 +65,17 @@ class ContributionRow:
 def record(engine: Engine, entry: LedgerEntry) -> None:
     """Add one request to the ledger (committed when this returns)."""
     with db.write(engine) as conn:
-        conn.execute(sa.insert(db.ledger).values(**asdict(entry)))
+        record_in(conn, [entry])
+
+
+_COLUMNS = tuple(f.name for f in fields(LedgerEntry))
+_INSERT = sa.insert(db.ledger)
+
+
+def record_in(conn: Connection, entries: Sequence[LedgerEntry]) -> None:
+    """Add requests to the ledger within the caller's write transaction."""
+    if entries:
+        conn.execute(_INSERT, [{c: getattr(e, c) for c in _COLUMNS} for e in entries])
 
 
 def usage(
@@ -158,5 +169,6 @@ __all__ = [
     "contribution",
     "entries",
     "record",
+    "record_in",
     "usage",
 ]
