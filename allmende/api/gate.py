@@ -20,9 +20,10 @@ import sqlalchemy as sa
 from fastapi import Request
 from sqlalchemy import Engine
 
-from ..commons import db, keys, ledger, limits
+from ..commons import audit, db, keys, ledger, limits
 from ..commons.audit import AuditLog
 from ..commons.keys import Principal
+from ..commons.recorder import Recorder
 from ..config import Settings
 from ..errors import AuthenticationError, OverloadedError
 
@@ -63,55 +64,86 @@ def active_keys(engine: Engine) -> int:
 
 
 class Gate:
+    """Authentication, admission and accounting for the API, with the database off the
+    request's path where it can be: keys are checked against a short in-memory cache
+    (`keys.KeyCache`: a revoked key stops working at once when revoked through this process,
+    within `keys.CACHE_SECONDS` when revoked elsewhere), limits against this process's view of
+    the shared counters (`limits.Limiter`), and a finished request's ledger entry, token charge
+    and audit record go to one writer thread that commits many requests in one transaction
+    (`recorder.Recorder`); `account` returns only after that commit."""
+
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
         self.engine: Engine | None = None
         self.audit: AuditLog | None = None
+        self.keys: keys.KeyCache | None = None
+        self.limiter = limits.Limiter()
+        self.recorder: Recorder | None = None
         self._keys_seen_at = 0.0
         self._keys_exist = False
+        self._keys_check: asyncio.Future[bool] | None = None
 
     async def open(self) -> None:
         self.engine = await asyncio.to_thread(open_commons, self.settings)
         self.audit = AuditLog(self.engine, record_content=self.settings.audit_content)
+        self.keys = keys.KeyCache(self.engine)
+        self.recorder = Recorder(self.engine, self.audit, self.limiter)
 
     async def close(self) -> None:
+        if self.recorder is not None:
+            recorder, self.recorder = self.recorder, None
+            await asyncio.to_thread(recorder.close)
+        if self.keys is not None:
+            self.keys.close()
+            self.keys = None
         if self.engine is not None:
             self.engine.dispose()
             self.engine = None
 
     async def _auth_required(self, engine: Engine) -> bool:
-        now = time.monotonic()
-        if now - self._keys_seen_at > KEY_CHECK_SECONDS:
+        if time.monotonic() - self._keys_seen_at <= KEY_CHECK_SECONDS:
+            return self._keys_exist
+        if self._keys_check is None:  # one look for all the requests that arrive meanwhile
+            self._keys_check = asyncio.ensure_future(self._check_keys(engine))
+        return await asyncio.shield(self._keys_check)
+
+    async def _check_keys(self, engine: Engine) -> bool:
+        try:
             self._keys_exist = await asyncio.to_thread(active_keys, engine) > 0
-            self._keys_seen_at = now
-        return self._keys_exist
+            self._keys_seen_at = time.monotonic()
+            return self._keys_exist
+        finally:
+            self._keys_check = None
 
     async def admit(self, request: Request) -> Principal | None:
         """The caller, checked against its limits; None while no key exists (open API)."""
-        engine = self.engine
-        if engine is None:
+        engine, cache = self.engine, self.keys
+        if engine is None or cache is None:
             raise OverloadedError("The server is still starting.", retry_after=1)
         if not await self._auth_required(engine):
             return None
         header = request.headers.get("authorization", "")
         scheme, _, secret = header.partition(" ")
-        if scheme.lower() != "bearer" or not secret.strip():
+        secret = secret.strip()
+        if scheme.lower() != "bearer" or not secret:
             raise AuthenticationError(
                 "This server needs an API key: send 'Authorization: Bearer <key>'."
             )
-        principal = await asyncio.to_thread(keys.authenticate, engine, secret.strip())
-        if principal.limits.any():
-            await asyncio.to_thread(limits.admit_principal, engine, principal)
+        principal = cache.lookup(secret)
+        if principal is None:
+            principal = await asyncio.to_thread(cache.authenticate, secret)
+        if principal.limits.any() and not self.limiter.admit(principal):
+            # No current view of this key's windows here: the database decides and tells.
+            states = await asyncio.to_thread(limits.admit_principal, engine, principal)
+            self.limiter.merge(principal.key_id, states)
         return principal
 
-    async def account(self, principal: Principal | None, outcome: Outcome) -> None:
-        """Ledger entry, token charge and audit record for one finished request."""
-        if principal is None or self.engine is None or self.audit is None:
+    async def account(self, principal: Principal | None, o: Outcome) -> None:
+        """Ledger entry, token charge and audit record for one finished request, committed
+        when this returns."""
+        recorder = self.recorder
+        if principal is None or recorder is None:
             return
-        await asyncio.to_thread(self._account, self.engine, self.audit, principal, outcome)
-
-    @staticmethod
-    def _account(engine: Engine, audit: AuditLog, principal: Principal, o: Outcome) -> None:
         entry = ledger.LedgerEntry(
             member_id=principal.member_id,
             key_id=principal.key_id,
@@ -123,10 +155,9 @@ class Gate:
             request_id=o.request_id or f"req-{uuid.uuid4().hex}",
             node_id=o.node_id,
         )
-        ledger.record(engine, entry)
         tokens = o.prompt_tokens + o.completion_tokens
         if principal.limits.any() and tokens:
-            limits.charge_principal(engine, principal, tokens)
+            self.limiter.charge(principal, tokens)
         data: dict[str, Any] = {
             "request_id": entry.request_id,
             "endpoint": o.endpoint,
@@ -136,10 +167,5 @@ class Gate:
             "completion_tokens": o.completion_tokens,
             "node_id": o.node_id,
         }
-        audit.append(
-            "request",
-            data,
-            member_id=principal.member_id,
-            key_id=principal.key_id,
-            content=o.content,
-        )
+        record = audit.Entry("request", data, principal.member_id, principal.key_id, o.content)
+        await recorder.record(entry, record)
