@@ -24,7 +24,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy.engine import Engine
+from sqlalchemy.engine import Connection, Engine
 
 from . import db, ledger, limits
 from .audit import AuditLog, Entry
@@ -66,6 +66,7 @@ class Recorder:
         self._queue: queue.SimpleQueue[object] = queue.SimpleQueue()
         self._thread = threading.Thread(target=self._run, name="allmende-recorder", daemon=True)
         self._closed = False
+        self._conn: Connection | None = None  # used by the writer thread only
         self.batches = 0  # transactions committed, and the requests in them (for tests/metrics)
         self.recorded = 0
         if limiter is not None:
@@ -122,14 +123,31 @@ class Recorder:
                     self._write(work, deltas)
                 except Exception:  # never let the writer die; each request hears of it
                     log.exception("recording a batch of %d requests failed", len(work))
+        self._drop_connection()
+
+    def _connection(self) -> Connection:
+        """The writer's own connection, kept between batches (no pool round trip each time)."""
+        if self._conn is None:
+            self._conn = self.engine.connect().execution_options(allmende_write=True)
+        return self._conn
+
+    def _drop_connection(self) -> None:
+        if self._conn is not None:
+            conn, self._conn = self._conn, None
+            try:
+                conn.close()
+            except Exception:  # a broken connection: nothing more to do with it
+                log.debug("closing the recorder's connection failed", exc_info=True)
 
     def _write(self, work: Sequence[_Work], deltas: list[limits.Delta]) -> None:
         try:
-            with db.write(self.engine) as conn:
+            conn = self._connection()
+            with conn.begin():  # a write transaction: BEGIN IMMEDIATE on SQLite
                 totals = limits.add_in(conn, deltas)
                 ledger.record_in(conn, [w.entry for w in work])
                 self.audit.append_in(conn, [w.audit for w in work])
         except Exception as exc:
+            self._drop_connection()
             if len(work) <= 1 and not deltas:
                 _settle(work, [exc] * len(work))
                 return
