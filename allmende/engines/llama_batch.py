@@ -132,6 +132,11 @@ class BatchScheduler:
     def active(self) -> int:
         return len(self.slots)
 
+    def load(self) -> int:
+        """Requests running or waiting (one consistent count: admission holds the lock)."""
+        with self.lock:
+            return len(self.slots) + len(self.waiting)
+
     def close(self) -> None:
         with self.lock:
             self.stopping = True

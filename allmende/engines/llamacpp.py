@@ -154,10 +154,8 @@ class LlamaCppEngine(LocalEngine):
         if scheduler is None:
             raise EngineError(f"The model '{self.model_id}' is not loaded.")
         grammar = self._grammar(params.json_schema) if params.json_schema is not None else None
-        if (
-            scheduler.active() >= scheduler.parallel
-            and scheduler.queued() >= self.options.max_queue
-        ):
+        # Submitted jobs count at once, before the scheduler thread has admitted them.
+        if scheduler.load() >= scheduler.parallel + self.options.max_queue:
             raise OverloadedError(
                 f"The model '{self.model_id}' is busy; try again shortly.",
                 retry_after=self.options.retry_after,
