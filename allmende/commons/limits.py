@@ -8,6 +8,9 @@ is full ends) when the minute already holds `rpm` requests, or the tokens charge
 `tpm` or `tpd`. A refused request is not counted (a second statement takes it back). `charge`
 runs after the request with the tokens it used (prompt + completion). Token limits are checked
 before a request whose size is not yet known, so one request may overshoot; the next one waits.
+
+The gateway admits from memory instead (`Limiter`): the same rules applied to its view of these
+counters, which its group-commit writer keeps in step with the database (`add_in`).
 """
 
 from __future__ import annotations
