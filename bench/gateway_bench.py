@@ -7,9 +7,11 @@ Every target runs as its own process on loopback and is measured one after the o
 
 - ``direct``: the instant upstream itself (a raw asyncio HTTP/1.1 server in this file, run as a
   separate process, answering a fixed chat completion at once),
-- ``allmende``: ``allmende serve --model bench=UPSTREAM/v1`` with a member and a key (rpm and
-  tpm limits set so high that they are checked but never hit): authentication, limits, ledger
-  and audit are all on; afterwards the ledger and audit log are checked against wrk's counts,
+- ``allmende``: an Allmende gateway (``allmende serve --no-default-models``) with the upstream
+  registered as a contributed node of another member, and a member key (rpm and tpm limits set
+  so high that they are checked but never hit): authentication, limits, fair share, node
+  routing, ledger and audit are all on; afterwards the ledger and audit log are checked against
+  wrk's counts,
 - ``litellm``: LiteLLM's proxy (``litellm[proxy]``, in its own venv under the ignored
   ``bench/.build/``) with model ``bench`` -> ``openai/bench`` at the same upstream, its master
   key, no database, offline (``LITELLM_LOCAL_MODEL_COST_MAP=True``).
@@ -336,8 +338,9 @@ def upstream_server(workdir: Path) -> Server:
 def allmende_target(upstream: str, workdir: Path) -> Server:
     """The Allmende gateway in front of the upstream, with a member and a key (limits on).
 
-    The one place that defines how Allmende reaches the upstream: today an upstream model
-    (``--model bench=URL``); switch it here to a contributed node when that lands."""
+    The upstream is a contributed node (of another member, ``provider``, with 64 slots so that
+    16 connections never wait), so the request takes the gateway's full path: key, limits, fair
+    share queue, node routing, ledger and audit."""
     data = workdir / "allmende-data"
     env: dict[str, str | None] = {"ALLMENDE_DATA_DIR": str(data)}
     py = [sys.executable, "-m", "allmende"]
@@ -352,8 +355,17 @@ def allmende_target(upstream: str, workdir: Path) -> Server:
         text=True,
     )
     key = created.stdout.strip().splitlines()[0]
+    subprocess.run(
+        [*py, "members", "add", "provider"], env=commons, check=True, capture_output=True
+    )
+    subprocess.run(
+        [*py, "nodes", "add", upstream, "--member", "provider", "--slots", "64"],
+        env=commons,
+        check=True,
+        capture_output=True,
+    )
     port = free_port()
-    cmd = [*py, "serve", "--model", f"{MODEL}={upstream}/v1", "--port", str(port)]
+    cmd = [*py, "serve", "--no-default-models", "--port", str(port)]
     cmd += ["--data-dir", str(data), "--log-level", "warning"]
     return Server(
         "allmende", cmd, f"http://127.0.0.1:{port}", "/health", workdir / "allmende.log", env, key
