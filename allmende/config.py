@@ -79,6 +79,14 @@ class Settings(BaseSettings):
         description="Models to serve; when empty, the packaged defaults (SmolLM2-135M-Instruct "
         "for chat, all-MiniLM-L6-v2 for embeddings).",
     )
+    workers: int = Field(
+        default=1,
+        ge=1,
+        le=64,
+        description="Server processes sharing the port (more than one uses more cores for a "
+        "gateway; only nodes and upstream models, since each process would load its own "
+        "embedded models).",
+    )
     context_length: int = Field(
         default=2048,
         ge=64,

@@ -175,3 +175,77 @@ async def test_a_node_killed_under_load(tmp_path: Path) -> None:
     assert given["beta"][0] > 0  # the survivor served acme's requests after the kill
     assert AuditLog(database).verify().ok
     database.dispose()
+
+
+def children_of(pid: int) -> set[int]:
+    found = set()
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+            except OSError:
+                continue
+            if int(fields[1]) == pid:
+                found.add(int(entry.name))
+    return found
+
+
+async def wait_for_children(
+    pid: int,
+    count: int,
+    other_than: set[int] = frozenset(),
+    timeout: float = 10.0,  # type: ignore[assignment]
+) -> set[int]:
+    for _ in range(int(timeout / 0.05)):
+        found = children_of(pid)
+        if len(found) == count and found != other_than:
+            return found
+        await asyncio.sleep(0.05)
+    raise AssertionError(f"{pid} has children {children_of(pid)}, not {count} new ones")
+
+
+async def test_workers_share_the_port_and_a_dead_worker_is_replaced(tmp_path: Path) -> None:
+    proc, url = start(["--workers", "2", "--model", "demo=fake"], tmp_path)
+    try:
+        async with httpx.AsyncClient(base_url=url, timeout=10) as c:
+            body = {"model": "demo", "messages": [{"role": "user", "content": "hi"}]}
+            workers = await wait_for_children(proc.pid, 2)
+            os.kill(next(iter(workers)), signal.SIGKILL)
+            now = await wait_for_children(proc.pid, 2, other_than=workers)
+            assert len(now & workers) == 1  # one new worker, one old
+            replies = [await c.post("/v1/chat/completions", json=body) for _ in range(20)]
+            assert [r.status_code for r in replies] == [200] * 20
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=15) == 0
+        assert not children_of(proc.pid)
+    finally:
+        stop(proc)
+
+
+async def test_workers_die_with_a_killed_parent(tmp_path: Path) -> None:
+    proc, _ = start(["--workers", "2", "--model", "demo=fake"], tmp_path)
+    try:
+        workers = await wait_for_children(proc.pid, 2)
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
+        for _ in range(200):
+            alive = {w for w in workers if Path(f"/proc/{w}").exists()}
+            if not alive:
+                break
+            await asyncio.sleep(0.05)
+        assert not alive, "workers outlived their parent"
+    finally:
+        stop(proc)
+
+
+def test_workers_refuse_embedded_models(tmp_path: Path) -> None:
+    env = {**os.environ, "ALLMENDE_DATA_DIR": str(tmp_path)}
+    done = subprocess.run(
+        [sys.executable, "-m", "allmende", "serve", "--workers", "2", "--model", "smollm2"],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=60,
+    )
+    assert done.returncode != 0
+    assert "--workers 2 would load smollm2-135m-instruct once per process" in done.stderr

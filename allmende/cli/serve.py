@@ -12,6 +12,9 @@ import click
 from ..errors import ConfigError
 from .options import build_engines, load_settings, settings_options, setup_logging
 
+# Engines that hold no model in the process, so that several worker processes may share them.
+SHAREABLE_ENGINES = ("upstream", "fake")
+
 
 @click.command()
 @settings_options
@@ -24,6 +27,7 @@ def serve(config_file: Path | None, **flags: Any) -> None:
       allmende serve --port 9000 --model ./my-model.Q4_K_M.gguf
       allmende serve -m chat=bartowski/SmolLM2-360M-Instruct-GGUF:Q4_K_M
       allmende serve -m big=http://gpu-box:8000/v1   # front a vLLM deployment
+      allmende serve --no-default-models --workers 2 # a gateway of contributed nodes
     """
     import uvicorn
 
@@ -56,6 +60,14 @@ def serve(config_file: Path | None, **flags: Any) -> None:
         engines = build_engines(settings, click.echo)
     except ConfigError as exc:
         raise click.ClickException(exc.message) from None
+    embedded = [e.model_id for e in engines if e.name not in SHAREABLE_ENGINES]
+    if settings.workers > 1 and embedded:
+        raise click.ClickException(
+            f"--workers {settings.workers} would load {', '.join(embedded)} once per process; "
+            "serve embedded models with one worker (their engine batches requests itself), "
+            "or use more workers for a gateway of nodes and upstream models "
+            "(--no-default-models)."
+        )
     family = socket.AF_INET6 if ":" in settings.host else socket.AF_INET
     sock = socket.socket(family, socket.SOCK_STREAM)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
@@ -76,8 +88,17 @@ def serve(config_file: Path | None, **flags: Any) -> None:
         click.echo(f"Allmende ready: {url}/v1 (models: {names})")
         sys.stdout.flush()
 
-    app = create_app(settings, engines, on_ready=ready)
-    config = uvicorn.Config(
-        app, log_level=settings.log_level, access_log=settings.log_level == "debug"
-    )
-    uvicorn.Server(config).run(sockets=[sock])
+    def run() -> None:
+        app = create_app(settings, engines, on_ready=ready)
+        config = uvicorn.Config(
+            app, log_level=settings.log_level, access_log=settings.log_level == "debug"
+        )
+        uvicorn.Server(config).run(sockets=[sock])
+
+    if settings.workers == 1:
+        run()
+        return
+    from .workers import run_workers
+
+    click.echo(f"Starting {settings.workers} worker processes")
+    run_workers(settings.workers, sock, run)

@@ -227,7 +227,10 @@ class NodePool:
         return found
 
     def capacity(self, model_id: str) -> int:
-        return sum(s.node.slots for s in self.offering(model_id))
+        """This process's share of the slots of the up nodes offering `model_id` (with several
+        worker processes, each gets an equal part, rounded up)."""
+        total = sum(s.node.slots for s in self.offering(model_id))
+        return -(-total // self.settings.workers)
 
     def pick(self, model_id: str, exclude: set[int]) -> NodeState | None:
         """The up node offering `model_id` with the lowest load, not in `exclude`."""
