@@ -45,7 +45,8 @@ RESULTS_DIR = HERE / "results"
 LITELLM_VENV = HERE / ".build" / "litellm-venv"
 LITELLM_VERSION = "1.106.12"  # pinned: the last release before the compromised 1.107.0
 COMPROMISED = {"1.107.0"}
-TARGETS = ("direct", "allmende", "litellm")
+TARGETS = ("direct", "allmende", "allmende-2w", "litellm")
+ALLMENDE_TARGETS = ("allmende", "allmende-2w")
 MODEL = "bench"
 BODY = {"model": MODEL, "messages": [{"role": "user", "content": "Say hello."}], "max_tokens": 8}
 LITELLM_MASTER_KEY = "sk-bench-master-key"
@@ -335,13 +336,14 @@ def upstream_server(workdir: Path) -> Server:
     return Server("upstream", cmd, f"http://127.0.0.1:{port}", "/v1/models", workdir / "up.log")
 
 
-def allmende_target(upstream: str, workdir: Path) -> Server:
-    """The Allmende gateway in front of the upstream, with a member and a key (limits on).
+def allmende_target(upstream: str, workdir: Path, name: str, workers: int) -> Server:
+    """The Allmende gateway in front of the upstream, with a member and a key (limits on),
+    as `workers` processes (``allmende-2w``: ``--workers 2``).
 
     The upstream is a contributed node (of another member, ``provider``, with 64 slots so that
     16 connections never wait), so the request takes the gateway's full path: key, limits, fair
     share queue, node routing, ledger and audit."""
-    data = workdir / "allmende-data"
+    data = workdir / f"{name}-data"
     env: dict[str, str | None] = {"ALLMENDE_DATA_DIR": str(data)}
     py = [sys.executable, "-m", "allmende"]
     commons = child_env(env)
@@ -365,10 +367,10 @@ def allmende_target(upstream: str, workdir: Path) -> Server:
         capture_output=True,
     )
     port = free_port()
-    cmd = [*py, "serve", "--no-default-models", "--port", str(port)]
+    cmd = [*py, "serve", "--no-default-models", "--workers", str(workers), "--port", str(port)]
     cmd += ["--data-dir", str(data), "--log-level", "warning"]
     return Server(
-        "allmende", cmd, f"http://127.0.0.1:{port}", "/health", workdir / "allmende.log", env, key
+        name, cmd, f"http://127.0.0.1:{port}", "/health", workdir / f"{name}.log", env, key
     )
 
 
@@ -631,12 +633,13 @@ def table(results: dict[str, Any], levels: list[int]) -> str:
                     fmt(res.get("peak_rss_mib"), 0),
                 ]
             )
-        a = results.get("allmende", {}).get("levels", {}).get(str(conns))
         b = results.get("litellm", {}).get("levels", {}).get(str(conns))
-        if a and b and b["rps"]:
-            ratio = f"{a['rps'] / b['rps']:.1f}×"
-            p50 = f"{a['p50_ms'] / b['p50_ms']:.3f}×" if b["p50_ms"] else "–"
-            rows.append(["Allmende / LiteLLM", str(conns), ratio, p50] + [""] * (len(head) - 4))
+        for name in ALLMENDE_TARGETS:
+            a = results.get(name, {}).get("levels", {}).get(str(conns))
+            if a and b and b["rps"]:
+                ratio = f"{a['rps'] / b['rps']:.1f}×"
+                p50 = f"{a['p50_ms'] / b['p50_ms']:.3f}×" if b["p50_ms"] else "–"
+                rows.append([f"{name} / LiteLLM", str(conns), ratio, p50] + [""] * (len(head) - 4))
     return "\n".join("| " + " | ".join(r) + " |" for r in rows)
 
 
@@ -705,7 +708,8 @@ def main() -> None:
         upstream.start()
         factories: dict[str, Callable[[], Server]] = {
             "direct": lambda: direct_target(upstream),
-            "allmende": lambda: allmende_target(upstream.url, workdir),
+            "allmende": lambda: allmende_target(upstream.url, workdir, "allmende", 1),
+            "allmende-2w": lambda: allmende_target(upstream.url, workdir, "allmende-2w", 2),
             "litellm": lambda: litellm_target(upstream.url, workdir),
         }
         for name in args.targets:
@@ -722,14 +726,14 @@ def main() -> None:
             finally:
                 if server is not upstream:
                     server.stop()
-            if name == "allmende":
+            if name in ALLMENDE_TARGETS:
                 slack = 2 * sum(args.connections)  # warm-up + run at each level
                 res["commons"] = check_commons(
-                    workdir / "allmende-data", res["sent_ok"], res["sent_status_errors"], slack
+                    workdir / f"{name}-data", res["sent_ok"], res["sent_status_errors"], slack
                 )
                 c = res["commons"]
                 progress(
-                    f"  [allmende] ledger: {c['ledger_ok_rows']} rows with status 200 "
+                    f"  [{name}] ledger: {c['ledger_ok_rows']} rows with status 200 "
                     f"({c['ledger_rows']} in all), wrk counted {c['wrk_ok']} successful "
                     f"(+ up to {slack} in flight when wrk stopped): {c['verdict']}; "
                     f"audit {c['audit_records']} records, verify "
@@ -751,9 +755,12 @@ def main() -> None:
     load = f"{meta['loadavg_start'][0]:.2f} → {meta['loadavg_end'][0]:.2f}"
     print(f"\n{meta['cpu']}, {meta['cores']} cores; wrk {args.wrk_threads} thread(s),")
     print(f"{args.duration:g} s per run after {args.warmup:g} s warm-up; load avg (1 min) {load}")
-    if c := results.get("allmende", {}).get("commons"):
+    for name in ALLMENDE_TARGETS:
+        c = results.get(name, {}).get("commons")
+        if not c:
+            continue
         print(
-            f"\nAllmende ledger: {c['ledger_ok_rows']} successful rows, wrk counted "
+            f"\n{name} ledger: {c['ledger_ok_rows']} successful rows, wrk counted "
             f"{c['wrk_ok']} successful requests (+ up to {c['in_flight_slack']} in flight at "
             f"the end of runs): {c['verdict']}; audit: {c['audit_records']} records, verify "
             f"{'ok' if c['audit_verify_ok'] else 'FAILED: ' + str(c['audit_verify_reason'])}"

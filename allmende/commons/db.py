@@ -9,6 +9,7 @@ lock (bounded by ``busy_timeout``) instead of failing half-way with ``SQLITE_BUS
 from __future__ import annotations
 
 import os
+import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
@@ -19,6 +20,11 @@ import sqlalchemy as sa
 from alembic import command
 from alembic.config import Config
 from sqlalchemy.engine import Connection, Dialect, Engine
+
+try:
+    import fcntl
+except ImportError:  # not on POSIX: SQLite's own busy handler only
+    fcntl = None  # type: ignore[assignment]
 
 MIGRATIONS = Path(__file__).parent / "migrations"
 BUSY_TIMEOUT_MS = 30_000
@@ -203,10 +209,37 @@ def _configure_sqlite(engine: Engine) -> None:
         conn.exec_driver_sql(f"BEGIN {mode}")
 
 
+_WRITE_LOCKS: dict[str, tuple[threading.Lock, int]] = {}
+_WRITE_LOCKS_GUARD = threading.Lock()
+
+
+@contextmanager
+def write_lock(engine: Engine) -> Iterator[None]:
+    """On a SQLite file: hold the database's writer lock file (``PATH-writelock``) for the
+    block. Writers in every process and thread queue on it in the kernel and wake the moment it
+    is free, instead of polling SQLite's lock with growing sleeps (which gave writers of several
+    worker processes latency spikes of hundreds of milliseconds). Elsewhere: nothing."""
+    path = engine.dialect.name == "sqlite" and engine.url.database
+    if not path or path == ":memory:" or fcntl is None:
+        yield
+        return
+    with _WRITE_LOCKS_GUARD:
+        if path not in _WRITE_LOCKS:
+            fd = os.open(f"{path}-writelock", os.O_RDWR | os.O_CREAT, 0o600)
+            _WRITE_LOCKS[path] = (threading.Lock(), fd)
+        local, fd = _WRITE_LOCKS[path]
+    with local:  # flock is per open file: threads of this process queue here first
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(fd, fcntl.LOCK_UN)
+
+
 @contextmanager
 def write(engine: Engine) -> Iterator[Connection]:
     """A write transaction, committed (durably) when the block ends without an exception."""
-    with engine.connect() as conn:
+    with write_lock(engine), engine.connect() as conn:
         conn = conn.execution_options(allmende_write=True)
         with conn.begin():
             yield conn

@@ -142,7 +142,7 @@ class Recorder:
     def _write(self, work: Sequence[_Work], deltas: list[limits.Delta]) -> None:
         try:
             conn = self._connection()
-            with conn.begin():  # a write transaction: BEGIN IMMEDIATE on SQLite
+            with db.write_lock(self.engine), conn.begin():  # BEGIN IMMEDIATE on SQLite
                 totals = limits.add_in(conn, deltas)
                 ledger.record_in(conn, [w.entry for w in work])
                 self.audit.append_in(conn, [w.audit for w in work])
