@@ -74,7 +74,7 @@ class BatchScheduler:
         threads: int,
         batch_size: int,
         prefill_chunk: int,
-        flash_attention: bool = False,
+        flash_attention: str = "auto",
     ) -> None:
         from llama_cpp._internals import LlamaContext
 
@@ -93,11 +93,11 @@ class BatchScheduler:
         params.n_threads_batch = threads
         params.kv_unified = True  # one KV pool: mixed prefill/decode batches stay one ubatch
         params.no_perf = True
-        params.flash_attn_type = (
-            llama_cpp.LLAMA_FLASH_ATTN_TYPE_ENABLED
-            if flash_attention
-            else llama_cpp.LLAMA_FLASH_ATTN_TYPE_DISABLED
-        )
+        params.flash_attn_type = {
+            "auto": llama_cpp.LLAMA_FLASH_ATTN_TYPE_AUTO,  # llama.cpp decides (on for CPUs)
+            "on": llama_cpp.LLAMA_FLASH_ATTN_TYPE_ENABLED,
+            "off": llama_cpp.LLAMA_FLASH_ATTN_TYPE_DISABLED,
+        }[flash_attention]
         self.context = LlamaContext(model=model, params=params, verbose=False)
         self.ctx = self.context.ctx
         self.memory = llama_cpp.llama_get_memory(self.ctx)

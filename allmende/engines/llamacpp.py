@@ -14,7 +14,7 @@ import json
 import logging
 import os
 from collections.abc import AsyncGenerator
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import Field
 
@@ -34,6 +34,11 @@ class LlamaCppOptions(EngineOptions):
     )
     threads: int | None = Field(default=None, ge=1, description="CPU threads (default: all).")
     batch_size: int = Field(default=512, ge=1, description="Most tokens in one decode step.")
+    flash_attention: Literal["auto", "on", "off"] = Field(
+        default="auto",
+        description="llama.cpp's flash attention: `auto` lets llama.cpp decide (as llama-server "
+        "does by default; on for CPUs), `on` or `off` forces it.",
+    )
     prefill_chunk: int = Field(
         default=256, ge=1, description="Most prompt tokens of one request per decode step."
     )
@@ -86,6 +91,7 @@ class LlamaCppEngine(LocalEngine):
                 threads=threads,
                 batch_size=self.options.batch_size,
                 prefill_chunk=self.options.prefill_chunk,
+                flash_attention=self.options.flash_attention,
             )
         except (ValueError, RuntimeError) as exc:
             raise EngineError(f"llama.cpp could not load {self.source}: {exc}") from exc
