@@ -5,6 +5,8 @@ from __future__ import annotations
 import asyncio
 import os
 import socket
+import subprocess
+import sys
 import tempfile
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -101,3 +103,30 @@ def packaged(name: str) -> Path:
     path = PACKAGED[name].locate()
     assert path is not None, f"{name} is not installed: {PACKAGED[name].install}"
     return path
+
+
+def start_serve(args: list[str], data_dir: Path) -> tuple[subprocess.Popen[str], str]:
+    """`allmende serve --port 0 ARGS` as a real process; returns it and its base URL once ready."""
+    env = {**os.environ, "ALLMENDE_DATA_DIR": str(data_dir), "PYTHONUNBUFFERED": "1"}
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "allmende", "serve", "--port", "0", *args],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        text=True,
+        env=env,
+    )
+    assert proc.stdout is not None
+    for line in proc.stdout:
+        if line.startswith("Allmende ready: "):
+            return proc, line.split()[2].removesuffix("/v1")
+    proc.kill()
+    proc.wait()
+    raise AssertionError(f"allmende serve {' '.join(args)} did not start")
+
+
+def stop_serve(proc: subprocess.Popen[str]) -> None:
+    if proc.poll() is None:
+        proc.kill()
+        proc.wait()
+    if proc.stdout is not None:
+        proc.stdout.close()

@@ -4,10 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
 import signal
-import subprocess
-import sys
 from pathlib import Path
 
 import httpx
@@ -16,25 +13,9 @@ import pytest
 from allmende.commons import db, keys, ledger, members
 from allmende.commons.audit import AuditLog
 
+from .conftest import start_serve
+
 pytestmark = pytest.mark.process
-
-
-def start_gateway(data_dir: Path, config: Path) -> tuple[subprocess.Popen[str], str]:
-    env = {**os.environ, "ALLMENDE_DATA_DIR": str(data_dir), "PYTHONUNBUFFERED": "1"}
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "allmende", "serve", "--port", "0", "--config", str(config)],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.DEVNULL,
-        text=True,
-        env=env,
-    )
-    assert proc.stdout is not None
-    for line in proc.stdout:
-        if line.startswith("Allmende ready: "):
-            return proc, line.split()[2].removesuffix("/v1")
-    proc.kill()
-    proc.wait()
-    raise AssertionError("the gateway did not start")
 
 
 async def test_sigkill_under_load_keeps_every_acknowledged_record(tmp_path: Path) -> None:
@@ -46,7 +27,7 @@ async def test_sigkill_under_load_keeps_every_acknowledged_record(tmp_path: Path
         "models:\n  - {id: demo, source: fake, options: {token_delay: 0.002, "
         'responses: ["one two three four five six seven eight"]}}\n'
     )
-    proc, url = start_gateway(tmp_path, config)
+    proc, url = start_serve(["--config", str(config)], tmp_path)
     acknowledged: list[str] = []
     headers = {"Authorization": f"Bearer {key}"}
     body = {"model": "demo", "messages": [{"role": "user", "content": "hi"}]}

@@ -23,35 +23,19 @@ import pytest
 from allmende.commons import db, keys, ledger, members, nodes
 from allmende.commons.audit import AuditLog
 
+from .conftest import start_serve, stop_serve
+
 pytestmark = pytest.mark.process
 
 PROMPTS = ["Name a colour.", "Say hello.", "Count to five.", "Name a fruit.", "Describe rain."]
 
 
 def start(args: list[str], data_dir: Path) -> tuple[subprocess.Popen[str], str]:
-    env = {**os.environ, "ALLMENDE_DATA_DIR": str(data_dir), "PYTHONUNBUFFERED": "1"}
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "allmende", "serve", "--port", "0", "--no-default-models", *args],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.DEVNULL,
-        text=True,
-        env=env,
-    )
-    assert proc.stdout is not None
-    for line in proc.stdout:
-        if line.startswith("Allmende ready: "):
-            return proc, line.split()[2].removesuffix("/v1")
-    proc.kill()
-    proc.wait()
-    raise AssertionError(f"allmende serve {' '.join(args)} did not start")
+    return start_serve(["--no-default-models", *args], data_dir)
 
 
 def stop(proc: subprocess.Popen[str]) -> None:
-    if proc.poll() is None:
-        proc.kill()
-        proc.wait()
-    if proc.stdout is not None:
-        proc.stdout.close()
+    stop_serve(proc)
 
 
 @dataclass

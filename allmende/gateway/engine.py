@@ -81,6 +81,12 @@ class PoolEngine(Engine):
             retry_after=self.pool.settings.retry_after,
         )
 
+    def _context(self) -> context.RequestContext:
+        """The request's context; 503 at once when no node offers the model (no queueing)."""
+        if not self.pool.offering(self.model_id):
+            raise self._no_node(None)
+        return context.current.get() or context.RequestContext()
+
     def chat(self, request: ChatCompletionRequest) -> AsyncIterator[Event]:
         return self._generate(lambda up: up.chat(request))
 
@@ -90,9 +96,7 @@ class PoolEngine(Engine):
     async def _generate(
         self, start: Callable[[UpstreamEngine], AsyncIterator[Event]]
     ) -> AsyncIterator[Event]:
-        ctx = context.current.get() or context.RequestContext()
-        if not self.pool.offering(self.model_id):
-            raise self._no_node(None)
+        ctx = self._context()
         async with self.queue.slot(ctx.member_id or 0) as ticket:
             tried: set[int] = set()
             last: AllmendeError | None = None
@@ -137,9 +141,7 @@ class PoolEngine(Engine):
         return await self._call(lambda up: up.embed(texts))
 
     async def _call(self, call: Callable[[UpstreamEngine], Awaitable[T]]) -> T:
-        ctx = context.current.get() or context.RequestContext()
-        if not self.pool.offering(self.model_id):
-            raise self._no_node(None)
+        ctx = self._context()
         async with self.queue.slot(ctx.member_id or 0) as ticket:
             tried: set[int] = set()
             last: AllmendeError | None = None
