@@ -47,7 +47,7 @@ from __future__ import annotations
 import asyncio
 import math
 from collections import deque
-from collections.abc import AsyncIterator, Iterable, Mapping
+from collections.abc import AsyncIterator, Callable, Iterable, Mapping
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from typing import Generic, TypeVar
@@ -237,6 +237,13 @@ class FairScheduler(Generic[T]):
                 return True
         return False
 
+    def drain(self) -> list[tuple[int, T]]:
+        """Take every waiting item out (oldest first per member), charging nobody."""
+        items = [(m, item) for m, queue in self._queues.items() for _, item in queue]
+        self._queues.clear()
+        self._len = 0
+        return items
+
     def _activate(self, member: int) -> None:
         now = self.virtual_time()
         self._vt[member] = max(self._vt.get(member, now), now)
@@ -373,6 +380,16 @@ class FairQueue:
         self._in_use -= 1
         self._sched.finish(ticket.member_id, ticket.cost if cost is None else cost)
         self._grant()
+
+    def fail_waiting(self, error: Callable[[], Exception]) -> int:
+        """Fail every waiting request with ``error()`` (no capacity is coming: the nodes of a
+        model are all down), so none of them hangs; returns how many."""
+        failed = 0
+        for _, waiter in self._sched.drain():
+            if not waiter.done():
+                waiter.set_exception(error())
+                failed += 1
+        return failed
 
     @asynccontextmanager
     async def slot(self, member_id: int) -> AsyncIterator[Ticket]:

@@ -73,13 +73,14 @@ class PoolEngine(Engine):
     def running(self) -> int:
         return sum(s.outstanding for s in self.pool.offering(self.model_id))
 
-    def _no_node(self, last: AllmendeError | None) -> AllmendeError:
-        if last is not None:
-            return last
+    def no_node(self) -> AllmendeError:
         return OverloadedError(
             f"No node serves '{self.model_id}' right now.",
             retry_after=self.pool.settings.retry_after,
         )
+
+    def _no_node(self, last: AllmendeError | None) -> AllmendeError:
+        return last if last is not None else self.no_node()
 
     def _context(self) -> context.RequestContext:
         """The request's context; 503 at once when no node offers the model (no queueing)."""

@@ -55,7 +55,10 @@ class Gateway:
                     self.on_engine(engine)
         for model_id, engine in self.engines.items():
             engine.queue.set_weights(self.pool.weights, default=self.pool.default_weight)
-            engine.queue.set_capacity(self.pool.capacity(model_id))
+            capacity = self.pool.capacity(model_id)
+            engine.queue.set_capacity(capacity)
+            if capacity == 0:  # its nodes are all down: nobody waits for them
+                engine.queue.fail_waiting(engine.no_node)
 
     def available(self) -> list[PoolEngine]:
         """The models some up node offers right now."""

@@ -417,3 +417,22 @@ async def test_slot_releases_on_error_and_charges_the_ticket_cost() -> None:
     # Member 1 was charged 40 tokens (the body failed after setting the cost), member 2 only
     # 10, so member 2 goes again before member 1. With equal costs it would be 1, 2, 1, 2.
     assert order == [1, 2, 2, 1]
+
+
+async def test_fail_waiting_ends_every_waiter_and_keeps_the_slots_right() -> None:
+    queue = FairQueue(capacity=1, max_queue=8, retry_after=3)
+    held = await queue.acquire(1)
+    waiters = [asyncio.create_task(queue.acquire(m)) for m in (1, 2, 2)]
+    await asyncio.sleep(0)
+    assert queue.queued() == 3
+    queue.set_capacity(0)  # the model's nodes went down
+    assert queue.fail_waiting(lambda: OverloadedError("no node", retry_after=3)) == 3
+    for task in waiters:
+        with pytest.raises(OverloadedError, match="no node"):
+            await task
+    assert queue.queued() == 0 and queue.in_use == 1
+    queue.release(held)
+    assert queue.in_use == 0
+    queue.set_capacity(1)  # a node is back: the queue works as before
+    ticket = await asyncio.wait_for(queue.acquire(2), 1)
+    queue.release(ticket)
