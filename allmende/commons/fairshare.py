@@ -32,8 +32,10 @@ Each member m has a virtual time v_m.
   estimate by cost / w_m. Requests in flight therefore count at once, so with several slots
   one member cannot take every free slot before its first request ends.
 - When a member goes from idle to backlogged, v_m = max(v_m, V), where V (the system virtual
-  time) is the smallest v over the backlogged members, or the start tag of the last dispatch
-  when nobody is backlogged. An idle member cannot bank credit and later take a burst.
+  time) is the smallest *settled* v over the backlogged members (v without the estimates of
+  its requests still in flight), or the start tag of the last dispatch when nobody is
+  backlogged. An idle member cannot bank credit and later take a burst; and it is not held back
+  by another member's estimates that will shrink when its requests finish.
 
 Over any interval in which a set of members stays backlogged, their served costs are
 proportional to their weights, up to about one request's cost each.
@@ -159,10 +161,19 @@ class FairScheduler(Generic[T]):
         return self._vt.get(member, 0.0)
 
     def virtual_time(self) -> float:
-        """System virtual time: min v over backlogged members, else the last start tag."""
+        """System virtual time: min settled v over backlogged members, else the last start tag.
+
+        Settled means without the estimates still charged for requests in flight: a member
+        whose requests turn out cheaper than estimated drops back when they finish, and a
+        member that becomes backlogged must not be clamped to the inflated value meanwhile
+        (it would then wait behind everything that member sends until its own estimates
+        settle)."""
         if self._queues:
-            return min(self._vt[m] for m in self._queues)
+            return min(self._settled(m) for m in self._queues)
         return self._last_start
+
+    def _settled(self, member: int) -> float:
+        return self._vt[member] - sum(self._charges.get(member, ()))
 
     def __len__(self) -> int:
         return self._len
@@ -250,7 +261,7 @@ class FairScheduler(Generic[T]):
 
     def _dispatch(self, member: int) -> None:
         v = self._vt[member]
-        self._last_start = max(self._last_start, v)
+        self._last_start = max(self._last_start, self._settled(member))
         charge = self._estimate.get(member, self._mean_cost) / self.weight(member)
         self._vt[member] = v + charge
         self._charges.setdefault(member, deque()).append(charge)

@@ -375,10 +375,12 @@ async def test_full_queue_raises_overloaded() -> None:
     with pytest.raises(OverloadedError):
         await queue.acquire(2)
     queue.release(holder)
-    first = await asyncio.wait_for(waiters[0], 1)
+    # Member 1 has just been served (the holder), member 2 not yet: member 2 goes first.
+    first = await asyncio.wait_for(newcomer, 1)
+    assert first.member_id == 2
     queue.release(first)
-    second = await asyncio.wait_for(newcomer, 1)
-    assert second.member_id == 2
+    second = await asyncio.wait_for(waiters[0], 1)
+    assert second.member_id == 1
     queue.release(second)
     assert queue.in_use == 0 and queue.queued() == 0
 
