@@ -39,6 +39,7 @@ from pathlib import Path
 from typing import Any, cast
 
 import httpx
+from procs import log_tail, stop_group
 
 HERE = Path(__file__).resolve().parent
 RESULTS_DIR = HERE / "results"
@@ -314,20 +315,11 @@ class Server:
         return sum(proc_status(pid, "VmHWM") for pid in self.pids()) / 1024
 
     def stop(self) -> None:
-        if self.proc is None or self.proc.poll() is not None:
-            return
-        try:
-            os.killpg(self.proc.pid, signal.SIGTERM)
-            self.proc.wait(15)
-        except subprocess.TimeoutExpired:
-            os.killpg(self.proc.pid, signal.SIGKILL)
-            self.proc.wait()
-        except ProcessLookupError:
-            pass
-        progress(f"[{self.name}] stopped")
+        if stop_group(self.proc):
+            progress(f"[{self.name}] stopped")
 
     def log_tail(self, n: int = 40) -> str:
-        return "\n".join(self.log.read_text(errors="replace").splitlines()[-n:])
+        return log_tail(self.log, n)
 
 
 def upstream_server(workdir: Path) -> Server:

@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+from procs import log_tail, stop_group
 
 PROMPTS = [
     "Write a long story about a dragon who learns to bake bread.",
@@ -289,17 +290,8 @@ class Server:
         raise RuntimeError(f"{self.name} not ready after {timeout}s:\n{self.log_tail()}")
 
     def stop(self) -> None:
-        if self.proc is None or self.proc.poll() is not None:
-            return
-        try:
-            os.killpg(self.proc.pid, signal.SIGTERM)
-            self.proc.wait(15)
-        except subprocess.TimeoutExpired:
-            os.killpg(self.proc.pid, signal.SIGKILL)
-            self.proc.wait()
-        except ProcessLookupError:
-            pass
-        progress(f"[{self.name}] stopped")
+        if stop_group(self.proc):
+            progress(f"[{self.name}] stopped")
 
     def peak_rss_mb(self) -> float | None:
         """The server process's peak resident memory (VmHWM), in MiB."""
@@ -314,7 +306,7 @@ class Server:
         return None
 
     def log_tail(self, n: int = 30) -> str:
-        return "\n".join(self.log.read_text(errors="replace").splitlines()[-n:])
+        return log_tail(self.log, n)
 
 
 def progress(msg: str) -> None:

@@ -30,14 +30,6 @@ pytestmark = pytest.mark.process
 PROMPTS = ["Name a colour.", "Say hello.", "Count to five.", "Name a fruit.", "Describe rain."]
 
 
-def start(args: list[str], data_dir: Path) -> tuple[subprocess.Popen[str], str]:
-    return start_serve(["--no-default-models", *args], data_dir)
-
-
-def stop(proc: subprocess.Popen[str]) -> None:
-    stop_serve(proc)
-
-
 @dataclass
 class Seen:
     """One request as its client saw it."""
@@ -86,16 +78,24 @@ async def test_a_node_killed_under_load(tmp_path: Path) -> None:
     members.add_member(database, "acme")
     members.add_member(database, "beta")
     secrets = {m: keys.create_key(database, m).secret for m in ("acme", "beta")}
-    node_args = ["--model", "chat=smollm2", "--threads", "1", "--parallel", "4"]
+    node_args = [
+        "--no-default-models",
+        "--model",
+        "chat=smollm2",
+        "--threads",
+        "1",
+        "--parallel",
+        "4",
+    ]
     procs: list[subprocess.Popen[str]] = []
     try:
-        node_a, url_a = start(node_args, tmp_path / "a")
+        node_a, url_a = start_serve(node_args, tmp_path / "a")
         procs.append(node_a)
-        node_b, url_b = start(node_args, tmp_path / "b")
+        node_b, url_b = start_serve(node_args, tmp_path / "b")
         procs.append(node_b)
         id_a = nodes.add_node(database, "acme", "a", url_a, slots=4).id
         id_b = nodes.add_node(database, "beta", "b", url_b, slots=4).id
-        gateway, url = start(["--node-check-interval", "0.5"], gw_dir)
+        gateway, url = start_serve(["--no-default-models", "--node-check-interval", "0.5"], gw_dir)
         procs.append(gateway)
 
         seen: list[Seen] = []
@@ -123,7 +123,7 @@ async def test_a_node_killed_under_load(tmp_path: Path) -> None:
             metrics = (await c.get("/metrics")).text
     finally:
         for proc in procs:
-            stop(proc)
+            stop_serve(proc)
 
     outcomes = [s.outcome for s in seen]
     print({o: outcomes.count(o) for o in set(outcomes)}, "requests:", len(seen))
@@ -189,7 +189,7 @@ async def wait_for_children(
 
 
 async def test_workers_share_the_port_and_a_dead_worker_is_replaced(tmp_path: Path) -> None:
-    proc, url = start(["--workers", "2", "--model", "demo=fake"], tmp_path)
+    proc, url = start_serve(["--workers", "2", "--model", "demo=fake"], tmp_path)
     try:
         async with httpx.AsyncClient(base_url=url, timeout=10) as c:
             body = {"model": "demo", "messages": [{"role": "user", "content": "hi"}]}
@@ -203,11 +203,11 @@ async def test_workers_share_the_port_and_a_dead_worker_is_replaced(tmp_path: Pa
         assert proc.wait(timeout=15) == 0
         assert not children_of(proc.pid)
     finally:
-        stop(proc)
+        stop_serve(proc)
 
 
 async def test_workers_die_with_a_killed_parent(tmp_path: Path) -> None:
-    proc, _ = start(["--workers", "2", "--model", "demo=fake"], tmp_path)
+    proc, _ = start_serve(["--workers", "2", "--model", "demo=fake"], tmp_path)
     try:
         workers = await wait_for_children(proc.pid, 2)
         proc.send_signal(signal.SIGKILL)
@@ -219,7 +219,7 @@ async def test_workers_die_with_a_killed_parent(tmp_path: Path) -> None:
             await asyncio.sleep(0.05)
         assert not alive, "workers outlived their parent"
     finally:
-        stop(proc)
+        stop_serve(proc)
 
 
 def test_workers_refuse_embedded_models(tmp_path: Path) -> None:

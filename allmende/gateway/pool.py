@@ -138,7 +138,8 @@ class NodePool:
             if node.id not in self.nodes:
                 self.nodes[node.id] = NodeState(node, self._client(node))
         await asyncio.gather(*(self.check(s) for s in list(self.nodes.values())))
-        self.weights = await asyncio.to_thread(self._weights, self.database)
+        if self.nodes:  # weights matter only for the queues of node models
+            self.weights = await asyncio.to_thread(self._weights, self.database)
         if self.on_change is not None:
             self.on_change()
 
