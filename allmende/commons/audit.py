@@ -26,6 +26,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
 
 from . import db
+from .prepared import Prepared
 
 GENESIS = "0" * 64
 PAGE = 1000
@@ -105,11 +106,12 @@ class VerifyResult:
     head_hash: str = GENESIS
 
 
-# The statements of an append, built once (so SQLAlchemy's compiled cache hits).
-_HEAD = sa.select(db.audit_head.c.seq, db.audit_head.c.hash).where(db.audit_head.c.id == 1)
-_HEAD_FOR_UPDATE = _HEAD.with_for_update()
-_INSERT = sa.insert(db.audit)
-_MOVE_HEAD = (
+# The statements of an append, compiled once per dialect (the gateway writes them per request).
+_HEAD_SELECT = sa.select(db.audit_head.c.seq, db.audit_head.c.hash).where(db.audit_head.c.id == 1)
+_HEAD = Prepared(_HEAD_SELECT)
+_HEAD_FOR_UPDATE = Prepared(_HEAD_SELECT.with_for_update())
+_INSERT = Prepared(sa.insert(db.audit))
+_MOVE_HEAD = Prepared(
     sa.update(db.audit_head)
     .where(db.audit_head.c.id == 1)
     .values(seq=sa.bindparam("new_seq"), hash=sa.bindparam("new_hash"))
@@ -151,7 +153,7 @@ class AuditLog:
         if not prepared:
             return []
         query = _HEAD_FOR_UPDATE if db.is_postgresql(conn) else _HEAD
-        last_seq, prev_hash = conn.execute(query).one()
+        ((last_seq, prev_hash),) = query.execute(conn)
         seq = int(last_seq)
         made, rows = [], []
         for e, text, payload in prepared:
@@ -182,8 +184,8 @@ class AuditLog:
                 AuditRecord(seq, ts, prev_hash, digest, e.kind, e.member_id, e.key_id, payload)
             )
             prev_hash = digest
-        conn.execute(_INSERT, rows)
-        conn.execute(_MOVE_HEAD, {"new_seq": seq, "new_hash": prev_hash})
+        _INSERT.execute_many(conn, rows)
+        _MOVE_HEAD.execute(conn, {"new_seq": seq, "new_hash": prev_hash})
         return made
 
     def records(

@@ -17,6 +17,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
 
 from . import db
+from .prepared import Prepared
 
 
 @dataclass(frozen=True)
@@ -69,13 +70,13 @@ def record(engine: Engine, entry: LedgerEntry) -> None:
 
 
 _COLUMNS = tuple(f.name for f in fields(LedgerEntry))
-_INSERT = sa.insert(db.ledger)
+_INSERT = Prepared(sa.insert(db.ledger))
 
 
 def record_in(conn: Connection, entries: Sequence[LedgerEntry]) -> None:
     """Add requests to the ledger within the caller's write transaction."""
     if entries:
-        conn.execute(_INSERT, [{c: getattr(e, c) for c in _COLUMNS} for e in entries])
+        _INSERT.execute_many(conn, [{c: getattr(e, c) for c in _COLUMNS} for e in entries])
 
 
 def usage(

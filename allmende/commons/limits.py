@@ -30,6 +30,7 @@ from sqlalchemy.engine import Connection, Engine
 from ..errors import RateLimitError
 from . import db
 from .keys import Limits, Principal
+from .prepared import Prepared
 
 SPANS = {"minute": 60, "day": 86_400}
 
@@ -54,10 +55,10 @@ def _spans(limits: Limits) -> list[str]:
     return spans
 
 
-_UPSERT: dict[str, Any] = {}  # by dialect: built once, so SQLAlchemy's compiled cache hits
+_UPSERT: dict[str, Prepared] = {}  # by dialect: built and compiled once
 
 
-def _upsert_statement(conn: Connection) -> Any:
+def _upsert_statement(conn: Connection) -> Prepared:
     name = conn.dialect.name
     stmt = _UPSERT.get(name)
     if stmt is None:
@@ -80,7 +81,8 @@ def _upsert_statement(conn: Connection) -> Any:
                 ),
             },
         ).returning(table.c.span, table.c.window_start, table.c.requests, table.c.tokens)
-        _UPSERT[name] = stmt
+        _UPSERT[name] = prepared = Prepared(stmt)
+        return prepared
     return stmt
 
 
@@ -99,8 +101,8 @@ def _upsert(
             "requests": requests,
             "tokens": tokens,
         }
-        r = conn.execute(stmt, row).one()
-        states.append(WindowState(r.span, r.window_start, r.requests, r.tokens))
+        ((span_, start, total_requests, total_tokens),) = stmt.execute(conn, row)
+        states.append(WindowState(span_, int(start), int(total_requests), int(total_tokens)))
     return states
 
 

@@ -1,0 +1,68 @@
+"""Prepared statements write exactly what SQLAlchemy's own execution path writes."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+import pytest
+import sqlalchemy as sa
+from sqlalchemy.engine import Engine
+from sqlalchemy.exc import IntegrityError
+
+from allmende.commons import db, members
+from allmende.commons.prepared import Prepared
+
+INSERT = Prepared(sa.insert(db.ledger))
+BY_MEMBER = Prepared(
+    sa.select(db.ledger.c.request_id, db.ledger.c.status)
+    .where(db.ledger.c.member_id == sa.bindparam("member"))
+    .order_by(db.ledger.c.request_id)
+)
+
+
+def row(member_id: int, request_id: str, ts: datetime) -> dict[str, object]:
+    return {
+        "request_id": request_id,
+        "ts": ts,
+        "member_id": member_id,
+        "key_id": None,
+        "model": "m",
+        "node_id": None,
+        "prompt_tokens": 3,
+        "completion_tokens": 4,
+        "latency_ms": 5,
+        "status": 200,
+    }
+
+
+def test_rows_read_back_like_core_rows(engine: Engine) -> None:
+    member = members.add_member(engine, "acme").id
+    ts = datetime(2026, 11, 25, 17, 30, 1, 123456, tzinfo=UTC)
+    with db.write(engine) as conn:
+        INSERT.execute_many(conn, [row(member, "req-a", ts)])
+        conn.execute(sa.insert(db.ledger), row(member, "req-b", ts))
+    with db.read(engine) as conn:
+        stored = conn.execute(sa.select(db.ledger).order_by(db.ledger.c.request_id)).all()
+        raw = conn.execute(sa.text("SELECT request_id, ts FROM ledger ORDER BY request_id")).all()
+        assert BY_MEMBER.execute(conn, {"member": member}) == [("req-a", 200), ("req-b", 200)]
+        assert BY_MEMBER.execute(conn, {"member": member + 1}) == []
+    a, b = (r._asdict() for r in stored)
+    assert a.pop("request_id") == "req-a" and b.pop("request_id") == "req-b"
+    assert a == b and a["ts"] == ts  # the UTC type's bind processing ran
+    assert raw[0][1] == raw[1][1]  # and stored the same text/timestamp as Core does
+
+
+def test_errors_come_as_sqlalchemy_errors_and_roll_back(engine: Engine) -> None:
+    member = members.add_member(engine, "acme").id
+    ts = db.now()
+    with pytest.raises(IntegrityError), db.write(engine) as conn:
+        INSERT.execute_many(conn, [row(member, "req-a", ts), row(member, "req-a", ts)])
+    with db.read(engine) as conn:
+        assert conn.execute(sa.select(sa.func.count()).select_from(db.ledger)).scalar() == 0
+
+
+def test_missing_parameters_and_no_transaction_are_refused(engine: Engine) -> None:
+    with db.write(engine) as conn, pytest.raises(KeyError, match="member"):
+        BY_MEMBER.execute(conn)
+    with engine.connect() as conn, pytest.raises(RuntimeError, match="transaction"):
+        BY_MEMBER.execute(conn, {"member": 1})
