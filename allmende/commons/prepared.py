@@ -14,11 +14,12 @@ commit, rollback and the SQLite write lock are unchanged.
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
-from typing import Any
+from typing import Any, cast
 
 from sqlalchemy.engine import Connection, Dialect
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.sql import ClauseElement
+from sqlalchemy.sql.compiler import SQLCompiler
 
 Processor = Callable[[Any], Any]
 
@@ -27,7 +28,7 @@ class Compiled:
     """One statement compiled for one dialect: its SQL text and how to build its parameters."""
 
     def __init__(self, stmt: ClauseElement, dialect: Dialect) -> None:
-        compiled = stmt.compile(dialect=dialect)
+        compiled = cast(SQLCompiler, stmt.compile(dialect=dialect))
         self.sql = str(compiled)
         binds = {name: bind for bind, name in compiled.bind_names.items()}
         # Values the statement carries itself (literals such as `id == 1`); the rest are required.
