@@ -130,6 +130,13 @@ class Settings(BaseSettings):
         description="SQLAlchemy URL of the commons database (members, keys, ledger, audit), "
         "e.g. postgresql+psycopg://user@host/db; default: SQLite allmende.db in data_dir.",
     )
+    database_sync: Literal["full", "normal"] = Field(
+        default="full",
+        description="When a request's ledger and audit records count as written before the "
+        "client hears back: full = on disk (fsync; survives a power cut), normal = in the "
+        "database's log (survives the gateway being killed, not a power cut or OS crash, "
+        "which can roll back the newest records; about 0.5 ms less per request).",
+    )
     audit_content: bool = Field(
         default=False,
         description="Also keep prompts and answers in the audit log (metadata only if off).",

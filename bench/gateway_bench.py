@@ -11,7 +11,8 @@ Every target runs as its own process on loopback and is measured one after the o
   registered as a contributed node of another member, and a member key (rpm and tpm limits set
   so high that they are checked but never hit): authentication, limits, fair share, node
   routing, ledger and audit are all on; afterwards the ledger and audit log are checked against
-  wrk's counts,
+  wrk's counts (``allmende-normal``: the same with ``database_sync: normal``; ``allmende-2w``:
+  two worker processes),
 - ``litellm``: LiteLLM's proxy (``litellm[proxy]``, in its own venv under the ignored
   ``bench/.build/``) with model ``bench`` -> ``openai/bench`` at the same upstream, its master
   key, no database, offline (``LITELLM_LOCAL_MODEL_COST_MAP=True``).
@@ -46,8 +47,8 @@ RESULTS_DIR = HERE / "results"
 LITELLM_VENV = HERE / ".build" / "litellm-venv"
 LITELLM_VERSION = "1.106.12"  # pinned: the last release before the compromised 1.107.0
 COMPROMISED = {"1.107.0"}
-TARGETS = ("direct", "allmende", "allmende-2w", "litellm")
-ALLMENDE_TARGETS = ("allmende", "allmende-2w")
+TARGETS = ("direct", "allmende", "allmende-normal", "allmende-2w", "litellm")
+ALLMENDE_TARGETS = ("allmende", "allmende-normal", "allmende-2w")
 MODEL = "bench"
 BODY = {"model": MODEL, "messages": [{"role": "user", "content": "Say hello."}], "max_tokens": 8}
 LITELLM_MASTER_KEY = "sk-bench-master-key"
@@ -328,15 +329,19 @@ def upstream_server(workdir: Path) -> Server:
     return Server("upstream", cmd, f"http://127.0.0.1:{port}", "/v1/models", workdir / "up.log")
 
 
-def allmende_target(upstream: str, workdir: Path, name: str, workers: int) -> Server:
+def allmende_target(
+    upstream: str, workdir: Path, name: str, workers: int, sync: str = "full"
+) -> Server:
     """The Allmende gateway in front of the upstream, with a member and a key (limits on),
-    as `workers` processes (``allmende-2w``: ``--workers 2``).
+    as `workers` processes (``allmende-2w``: ``--workers 2``), with `database_sync` set to
+    `sync` (``allmende-normal``: records in the database's log, not fsynced, before the
+    answer; the others: on disk).
 
     The upstream is a contributed node (of another member, ``provider``, with 64 slots so that
     16 connections never wait), so the request takes the gateway's full path: key, limits, fair
     share queue, node routing, ledger and audit."""
     data = workdir / f"{name}-data"
-    env: dict[str, str | None] = {"ALLMENDE_DATA_DIR": str(data)}
+    env: dict[str, str | None] = {"ALLMENDE_DATA_DIR": str(data), "ALLMENDE_DATABASE_SYNC": sync}
     py = [sys.executable, "-m", "allmende"]
     commons = child_env(env)
     subprocess.run([*py, "members", "add", "bench"], env=commons, check=True, capture_output=True)
@@ -701,6 +706,9 @@ def main() -> None:
         factories: dict[str, Callable[[], Server]] = {
             "direct": lambda: direct_target(upstream),
             "allmende": lambda: allmende_target(upstream.url, workdir, "allmende", 1),
+            "allmende-normal": lambda: allmende_target(
+                upstream.url, workdir, "allmende-normal", 1, sync="normal"
+            ),
             "allmende-2w": lambda: allmende_target(upstream.url, workdir, "allmende-2w", 2),
             "litellm": lambda: litellm_target(upstream.url, workdir),
         }

@@ -169,10 +169,16 @@ def _metric(text: str, name: str, model: str) -> float:
     return float(match[1])
 
 
-async def test_chat_passes_through(gateway: httpx.AsyncClient) -> None:
+async def test_chat_passes_through(gateway: httpx.AsyncClient, upstream: Server) -> None:
     response = await gateway.post("/v1/chat/completions", json={"model": "chat", **CHAT})
     assert response.status_code == 200, response.text
     body = response.json()
+    async with httpx.AsyncClient(timeout=60) as client:  # the same request, straight upstream
+        direct = await client.post(
+            upstream.url + "/chat/completions", json={"model": "smol", **CHAT}
+        )
+    assert body["choices"][0]["message"] == direct.json()["choices"][0]["message"]
+    assert body["usage"] == direct.json()["usage"]
     assert body["model"] == "chat"
     assert body["object"] == "chat.completion"
     choice = body["choices"][0]

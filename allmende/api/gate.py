@@ -53,7 +53,7 @@ def open_commons(settings: Settings) -> Engine:
         data_dir.mkdir(parents=True, exist_ok=True)
     elif settings.database_url is None:
         db.default_data_dir().mkdir(parents=True, exist_ok=True)
-    return db.open_database(settings.database_url, data_dir=data_dir)
+    return db.open_database(settings.database_url, data_dir=data_dir, sync=settings.database_sync)
 
 
 def active_keys(engine: Engine) -> int:

@@ -175,30 +175,53 @@ def default_database_url(data_dir: Path | None = None) -> str:
     return f"sqlite:///{path}"
 
 
-def create_db_engine(url: str) -> Engine:
-    """An engine for ``sqlite:///PATH`` or ``postgresql+psycopg://...`` (no migrations run)."""
+SYNC_MODES = ("full", "normal")
+
+
+def create_db_engine(url: str, *, sync: str = "full") -> Engine:
+    """An engine for ``sqlite:///PATH`` or ``postgresql+psycopg://...`` (no migrations run).
+
+    `sync` says when a commit returns: ``full``, once it is on disk (SQLite ``synchronous=FULL``;
+    PostgreSQL's default ``synchronous_commit=on``); ``normal``, once it is in the database's
+    log (SQLite ``synchronous=NORMAL`` in WAL mode, written to the OS but not fsynced;
+    PostgreSQL ``synchronous_commit=off``). Either survives this process being killed; only
+    ``full`` survives a power cut or OS crash, after which ``normal`` can lose the newest
+    commits (never half of one)."""
+    if sync not in SYNC_MODES:
+        raise ValueError(f"database sync must be one of {', '.join(SYNC_MODES)}, not {sync!r}")
     parsed = sa.make_url(url)
     if parsed.get_backend_name() == "sqlite":
         if parsed.database and parsed.database != ":memory:":
             Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
         engine = sa.create_engine(parsed, connect_args={"timeout": BUSY_TIMEOUT_MS / 1000})
-        _configure_sqlite(engine)
+        _configure_sqlite(engine, sync)
         return engine
     if parsed.get_backend_name() == "postgresql":
         if parsed.drivername == "postgresql":
             parsed = parsed.set(drivername="postgresql+psycopg")
-        return sa.create_engine(parsed, pool_pre_ping=True)
+        engine = sa.create_engine(parsed, pool_pre_ping=True)
+        if sync == "normal":
+            _configure_postgresql_async_commit(engine)
+        return engine
     raise ValueError(f"unsupported database URL {parsed.render_as_string(hide_password=True)}")
 
 
-def _configure_sqlite(engine: Engine) -> None:
+def _configure_postgresql_async_commit(engine: Engine) -> None:
+    @sa.event.listens_for(engine, "connect")
+    def _connect(dbapi_connection: Any, _record: Any) -> None:
+        with dbapi_connection.cursor() as cursor:
+            cursor.execute("SET synchronous_commit = off")
+        dbapi_connection.commit()
+
+
+def _configure_sqlite(engine: Engine, sync: str) -> None:
     @sa.event.listens_for(engine, "connect")
     def _connect(dbapi_connection: Any, _record: Any) -> None:
         # Let SQLAlchemy's "begin" event issue BEGIN, so DDL is transactional too.
         dbapi_connection.isolation_level = None
         cursor = dbapi_connection.cursor()
         cursor.execute("PRAGMA journal_mode=WAL")
-        cursor.execute("PRAGMA synchronous=FULL")
+        cursor.execute(f"PRAGMA synchronous={sync.upper()}")
         cursor.execute("PRAGMA foreign_keys=ON")
         cursor.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}")
         cursor.close()
@@ -276,9 +299,12 @@ def schema_revision(engine: Engine) -> str | None:
         return MigrationContext.configure(conn).get_current_revision()
 
 
-def open_database(url: str | None = None, *, data_dir: Path | None = None) -> Engine:
-    """The engine for `url` (default: `default_database_url`), with the schema up to date."""
-    engine = create_db_engine(url or default_database_url(data_dir))
+def open_database(
+    url: str | None = None, *, data_dir: Path | None = None, sync: str = "full"
+) -> Engine:
+    """The engine for `url` (default: `default_database_url`), with the schema up to date;
+    `sync` as for `create_db_engine`."""
+    engine = create_db_engine(url or default_database_url(data_dir), sync=sync)
     try:
         upgrade(engine)
     except BaseException:

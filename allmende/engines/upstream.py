@@ -101,6 +101,32 @@ def _envelope(raw: bytes, reason: str) -> tuple[str, str | None, str | None]:
     return _fields(body, reason)
 
 
+def _answer(raw: bytes, text_key: str) -> list[Event]:
+    """A non-streamed completion as the events a stream of it would give."""
+    try:
+        body = json.loads(raw)
+        if body.get("error") is not None:
+            raise UpstreamError(f"The upstream server failed: {_fields(body, 'unknown error')[0]}")
+        events: list[Event] = []
+        for choice in body.get("choices") or []:
+            source = (choice.get("message") or {}) if text_key == "content" else choice
+            text = source.get(text_key) or None
+            tool_calls = [  # as stream deltas, which carry each call's place
+                {"index": i, **call} for i, call in enumerate(source.get("tool_calls") or [])
+            ] or None
+            reason = choice.get("finish_reason") or "stop"
+            events.append(Delta(int(choice.get("index", 0)), text, tool_calls, reason))
+        counts = body.get("usage") or {}
+        events.append(
+            Usage(int(counts.get("prompt_tokens") or 0), int(counts.get("completion_tokens") or 0))
+        )
+    except (ValueError, TypeError, AttributeError):
+        raise UpstreamError("The upstream server sent a malformed response.") from None
+    if len(events) == 1:
+        raise UpstreamError("The upstream server sent a response without choices.")
+    return events
+
+
 class UpstreamEngine(Engine):
     name = "upstream"
     capabilities = Capabilities(
@@ -279,15 +305,23 @@ class UpstreamEngine(Engine):
         payload = request.model_dump(mode="json", exclude_unset=True, by_alias=True)
         if isinstance(request, CompletionRequest):
             payload.setdefault("max_tokens", request.max_tokens)  # OpenAI's default of 16
-        payload.update(
-            model=await self._target(), stream=True, stream_options={"include_usage": True}
-        )
+        streamed = bool(request.stream)
+        payload.update(model=await self._target(), stream=streamed)
+        if streamed:
+            payload["stream_options"] = {"include_usage": True}
+        else:  # the client waits for the whole answer anyway: one JSON body is cheaper
+            payload.pop("stream_options", None)
         with self._errors():
             async with self._http().post(self.base + path, json=payload) as response:
                 if response.status >= 400:
                     raise self._status(response, await response.read())
-                async for event in self._events(response, text_key):
-                    yield event
+                if streamed:
+                    async for event in self._events(response, text_key):
+                        yield event
+                    return
+                raw = await response.read()
+        for event in _answer(raw, text_key):
+            yield event
 
     async def _events(
         self, response: aiohttp.ClientResponse, text_key: str

@@ -81,6 +81,26 @@ def test_sqlite_pragmas(tmp_path: Path) -> None:
     engine.dispose()
 
 
+@pytest.mark.parametrize(
+    ("sync", "sqlite_value", "postgresql_value"), [("full", 2, "on"), ("normal", 1, "off")]
+)
+def test_database_sync(db_url: str, sync: str, sqlite_value: int, postgresql_value: str) -> None:
+    engine = db.open_database(db_url, sync=sync)
+    try:
+        with db.write(engine) as conn:  # the setting holds inside write transactions too
+            if db.is_postgresql(conn):
+                assert conn.exec_driver_sql("SHOW synchronous_commit").scalar() == postgresql_value
+            else:
+                assert conn.exec_driver_sql("PRAGMA synchronous").scalar() == sqlite_value
+    finally:
+        engine.dispose()
+
+
+def test_unknown_database_sync(tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match="full, normal"):
+        db.create_db_engine(f"sqlite:///{tmp_path / 'x.db'}", sync="off")
+
+
 def test_sqlite_transactions_roll_back_ddl_and_dml(tmp_path: Path) -> None:
     engine = db.create_db_engine(f"sqlite:///{tmp_path / 'x.db'}")
     with pytest.raises(RuntimeError), db.write(engine) as conn:
