@@ -93,12 +93,13 @@ def main() -> None:
     p.add_argument("--connections", type=int, default=1)
     p.add_argument("--duration", type=float, default=8.0)
     p.add_argument("--warmup", type=float, default=2.0)
+    p.add_argument("--sync", choices=("full", "normal"), default="full", help="database_sync")
     args = p.parse_args()
     workdir = Path(tempfile.mkdtemp(prefix="gateway-timing-"))
     upstream = gb.upstream_server(workdir)
     upstream.start()
     try:
-        server = gb.allmende_target(upstream.url, workdir, "allmende", 1)
+        server = gb.allmende_target(upstream.url, workdir, "allmende", 1, args.sync)
         # Same command, through this file's hooks instead of `python -m allmende`.
         server.cmd = [sys.executable, __file__, "--instrumented", *server.cmd[4:]]
         server.start()

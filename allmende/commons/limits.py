@@ -278,6 +278,10 @@ class Limiter:
         if was_empty and self.on_pending is not None:
             self.on_pending()
 
+    def has_pending(self) -> bool:
+        with self._lock:
+            return bool(self._pending)
+
     def take_pending(self) -> list[Delta]:
         """What was counted since the last call, for `add_in`."""
         with self._lock:

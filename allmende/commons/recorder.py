@@ -33,7 +33,7 @@ from .ledger import LedgerEntry
 log = logging.getLogger("allmende.commons")
 
 MAX_BATCH = 512  # requests per transaction at most
-FLUSH_DELAY = 0.02  # seconds that limit counts alone wait for a request to write them with
+FLUSH_DELAY = 0.02  # seconds that limit counts alone wait for a request to take them along
 
 
 @dataclass(frozen=True)
@@ -83,8 +83,21 @@ class Recorder:
         await future
 
     def flush(self) -> None:
-        """Have the writer send the limiter's pending counts soon (even with nothing else)."""
-        if not self._closed:
+        """Have the limiter's pending counts written within `FLUSH_DELAY` even if no request
+        ends meanwhile. Called when counts start waiting: from an event loop, it only sets a
+        timer there, since waking the writer at once (for each request's admission) would cost
+        a thread switch that a request ending within the delay makes needless."""
+        if self._closed:
+            return
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:  # not in a loop: no timer to set; wake the writer now
+            self._queue.put(_FLUSH)
+            return
+        loop.call_later(FLUSH_DELAY, self._flush_if_pending)
+
+    def _flush_if_pending(self) -> None:
+        if not self._closed and self.limiter is not None and self.limiter.has_pending():
             self._queue.put(_FLUSH)
 
     def close(self, timeout: float = 30.0) -> None:
@@ -101,13 +114,6 @@ class Recorder:
         stop = False
         while not stop:
             items = [self._queue.get()]
-            if items[0] is _FLUSH:
-                # Only limit counts are pending: give a request that ends soon the chance
-                # to take them along, rather than commit twice.
-                try:
-                    items.append(self._queue.get(timeout=FLUSH_DELAY))
-                except queue.Empty:
-                    pass
             while len(items) < self.max_batch:
                 try:
                     items.append(self._queue.get_nowait())

@@ -167,6 +167,7 @@ class UpstreamEngine(Engine):
                 sock_read=self.options.timeout,
             ),
             connector=aiohttp.TCPConnector(limit=self.options.max_connections),
+            cookie_jar=aiohttp.DummyCookieJar(),  # an API: no cookies to keep or send
             read_bufsize=READ_BUFFER,
             max_line_size=READ_BUFFER,
             max_field_size=READ_BUFFER,
