@@ -25,6 +25,8 @@ from allmende.engines.base import Engine
 from allmende.engines.fake import FakeEngine
 from allmende.models.resolve import PACKAGED, resolve
 
+from .databases import db_url, postgres_admin_url  # noqa: F401  (fixtures for every test)
+
 # Keep every test's commons database (keys, ledger, audit) out of the user's data directory.
 os.environ["ALLMENDE_DATA_DIR"] = tempfile.mkdtemp(prefix="allmende-test-")
 os.environ.pop("ALLMENDE_DATABASE_URL", None)
@@ -105,9 +107,17 @@ def packaged(name: str) -> Path:
     return path
 
 
-def start_serve(args: list[str], data_dir: Path) -> tuple[subprocess.Popen[str], str]:
-    """`allmende serve --port 0 ARGS` as a real process; returns it and its base URL once ready."""
-    env = {**os.environ, "ALLMENDE_DATA_DIR": str(data_dir), "PYTHONUNBUFFERED": "1"}
+def start_serve(
+    args: list[str],
+    data_dir: Path,
+    database_url: str | None = None,
+    env: dict[str, str] | None = None,
+) -> tuple[subprocess.Popen[str], str]:
+    """`allmende serve --port 0 ARGS` as a real process; returns it and its base URL once ready.
+    Its commons database: `database_url`, else SQLite in `data_dir`; `env`: more variables."""
+    env = {**os.environ, "ALLMENDE_DATA_DIR": str(data_dir), "PYTHONUNBUFFERED": "1", **(env or {})}
+    if database_url is not None:
+        env["ALLMENDE_DATABASE_URL"] = database_url
     proc = subprocess.Popen(
         [sys.executable, "-m", "allmende", "serve", "--port", "0", *args],
         stdout=subprocess.PIPE,

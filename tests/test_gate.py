@@ -23,13 +23,14 @@ CHAT = {"model": "fake", "messages": [{"role": "user", "content": "hi"}]}
 
 
 @pytest.fixture
-def settings(tmp_path: Path) -> Settings:
-    return Settings(data_dir=str(tmp_path))
+def settings(tmp_path: Path, db_url: str) -> Settings:
+    """On SQLite and on PostgreSQL."""
+    return Settings(data_dir=str(tmp_path), database_url=db_url)
 
 
 @pytest.fixture
 def commons(settings: Settings) -> db.Engine:
-    engine = db.open_database(data_dir=Path(str(settings.data_dir)))
+    engine = db.open_database(settings.database_url)
     yield engine
     engine.dispose()
 

@@ -18,8 +18,11 @@ from .conftest import start_serve
 pytestmark = pytest.mark.process
 
 
-async def test_sigkill_under_load_keeps_every_acknowledged_record(tmp_path: Path) -> None:
-    engine = db.open_database(data_dir=tmp_path)
+@pytest.mark.parametrize("sync", ["full", "normal"])
+async def test_sigkill_under_load_keeps_every_acknowledged_record(
+    tmp_path: Path, db_url: str, sync: str
+) -> None:
+    engine = db.open_database(db_url)
     members.add_member(engine, "acme")
     key = keys.create_key(engine, "acme").secret
     config = tmp_path / "gateway.yaml"
@@ -27,7 +30,9 @@ async def test_sigkill_under_load_keeps_every_acknowledged_record(tmp_path: Path
         "models:\n  - {id: demo, source: fake, options: {token_delay: 0.002, "
         'responses: ["one two three four five six seven eight"]}}\n'
     )
-    proc, url = start_serve(["--config", str(config)], tmp_path)
+    proc, url = start_serve(
+        ["--config", str(config)], tmp_path, db_url, env={"ALLMENDE_DATABASE_SYNC": sync}
+    )
     acknowledged: list[str] = []
     headers = {"Authorization": f"Bearer {key}"}
     body = {"model": "demo", "messages": [{"role": "user", "content": "hi"}]}

@@ -24,18 +24,29 @@ from .conftest import fake_engine, live_server, serve_app
 CHAT = {"model": "demo", "messages": [{"role": "user", "content": "hi"}]}
 
 
-def gateway_settings(tmp_path: Path, **extra: object) -> Settings:
-    return Settings(
-        data_dir=str(tmp_path / "gateway"),
-        default_models=False,
-        node_check_interval=0.2,
-        node_timeout=1.0,
-        **extra,  # type: ignore[arg-type]
-    )
+class Commons:
+    """The gateway's database (each test runs on SQLite and on PostgreSQL) and its settings."""
+
+    def __init__(self, tmp_path: Path, url: str) -> None:
+        self.tmp_path, self.url = tmp_path, url
+
+    def engine(self) -> db.Engine:
+        return db.open_database(self.url)
+
+    def settings(self, **extra: object) -> Settings:
+        return Settings(
+            data_dir=str(self.tmp_path / "gateway"),
+            database_url=self.url,
+            default_models=False,
+            node_check_interval=0.2,
+            node_timeout=1.0,
+            **extra,  # type: ignore[arg-type]
+        )
 
 
-def commons(tmp_path: Path) -> db.Engine:
-    return db.open_database(data_dir=tmp_path / "gateway")
+@pytest.fixture
+def gw(tmp_path: Path, db_url: str) -> Commons:
+    return Commons(tmp_path, db_url)
 
 
 async def start_node(stack: AsyncExitStack, tmp_path: Path, name: str, engine: FakeEngine) -> str:
@@ -80,19 +91,19 @@ class Pool:
 
 
 @pytest.fixture
-async def pool(tmp_path: Path) -> AsyncIterator[Pool]:
+async def pool(tmp_path: Path, gw: Commons) -> AsyncIterator[Pool]:
     a = fake_engine("demo", responses=["from a"])
     b = fake_engine("demo", responses=["from b"])
     async with AsyncExitStack() as stack:
         url_a = await start_node(stack, tmp_path, "a", a)
         url_b = await start_node(stack, tmp_path, "b", b)
-        engine = commons(tmp_path)
+        engine = gw.engine()
         members.add_member(engine, "acme")
         members.add_member(engine, "beta")
         nodes.add_node(engine, "acme", "a", url_a, slots=2)
         nodes.add_node(engine, "beta", "b", url_b + "/v1", slots=2)
         engine.dispose()
-        async for _, client in serve_app([], gateway_settings(tmp_path)):
+        async for _, client in serve_app([], gw.settings()):
             yield Pool(a, b, client)
 
 
@@ -161,10 +172,10 @@ async def test_client_errors_are_not_retried(pool: Pool) -> None:
     assert calls == 0
 
 
-async def test_down_node_gets_no_requests_and_comes_back(tmp_path: Path) -> None:
+async def test_down_node_gets_no_requests_and_comes_back(tmp_path: Path, gw: Commons) -> None:
     a = fake_engine("demo", responses=["from a"])
     b = fake_engine("demo", responses=["from b"])
-    engine = commons(tmp_path)
+    engine = gw.engine()
     members.add_member(engine, "acme")
     async with AsyncExitStack() as outer:
         url_b = await start_node(outer, tmp_path, "b", b)
@@ -172,7 +183,7 @@ async def test_down_node_gets_no_requests_and_comes_back(tmp_path: Path) -> None
         url_a = await start_node(inner, tmp_path, "a", a)
         nodes.add_node(engine, "acme", "a", url_a)
         nodes.add_node(engine, "acme", "b", url_b)
-        async for _, client in serve_app([], gateway_settings(tmp_path)):
+        async for _, client in serve_app([], gw.settings()):
             await inner.aclose()  # node a stops
             replies = [await client.post("/v1/chat/completions", json=CHAT) for _ in range(4)]
             assert [r.status_code for r in replies] == [200] * 4
@@ -190,12 +201,12 @@ async def test_down_node_gets_no_requests_and_comes_back(tmp_path: Path) -> None
     engine.dispose()
 
 
-async def test_nodes_added_while_running_are_picked_up(tmp_path: Path) -> None:
-    engine = commons(tmp_path)
+async def test_nodes_added_while_running_are_picked_up(tmp_path: Path, gw: Commons) -> None:
+    engine = gw.engine()
     members.add_member(engine, "acme")
     async with AsyncExitStack() as stack:
         url = await start_node(stack, tmp_path, "a", fake_engine("late", responses=["late"]))
-        async for _, client in serve_app([], gateway_settings(tmp_path)):
+        async for _, client in serve_app([], gw.settings()):
             assert await listed(client) == {}
             r = await client.post("/v1/chat/completions", json={**CHAT, "model": "late"})
             assert r.status_code == 404
@@ -207,15 +218,15 @@ async def test_nodes_added_while_running_are_picked_up(tmp_path: Path) -> None:
     engine.dispose()
 
 
-async def test_the_openness_policy_filters_node_models(tmp_path: Path) -> None:
-    engine = commons(tmp_path)
+async def test_the_openness_policy_filters_node_models(tmp_path: Path, gw: Commons) -> None:
+    engine = gw.engine()
     members.add_member(engine, "acme")
     policy = OpennessPolicy(min_mof_class="III", allow_models=["allowed"])
     async with AsyncExitStack() as stack:
         for name in ("allowed", "unknown-model"):
             url = await start_node(stack, tmp_path, name, fake_engine(name))
             nodes.add_node(engine, "acme", name, url)
-        settings = gateway_settings(tmp_path, openness_policy=policy)
+        settings = gw.settings(openness_policy=policy)
         async for _, client in serve_app([], settings):
             assert list(await listed(client)) == ["allowed"]
             r = await client.post("/v1/chat/completions", json={**CHAT, "model": "unknown-model"})
@@ -223,14 +234,16 @@ async def test_the_openness_policy_filters_node_models(tmp_path: Path) -> None:
     engine.dispose()
 
 
-async def test_a_local_model_wins_over_a_node_model_of_the_same_id(tmp_path: Path) -> None:
-    engine = commons(tmp_path)
+async def test_a_local_model_wins_over_a_node_model_of_the_same_id(
+    tmp_path: Path, gw: Commons
+) -> None:
+    engine = gw.engine()
     members.add_member(engine, "acme")
     async with AsyncExitStack() as stack:
         url = await start_node(stack, tmp_path, "a", fake_engine("demo", responses=["node"]))
         nodes.add_node(engine, "acme", None, url)
         local = fake_engine("demo", responses=["local"])
-        async for _, client in serve_app([local], gateway_settings(tmp_path)):
+        async for _, client in serve_app([local], gw.settings()):
             models = await listed(client)
             assert models["demo"]["engine"] == "fake"
             r = await client.post("/v1/chat/completions", json=CHAT)
@@ -238,15 +251,17 @@ async def test_a_local_model_wins_over_a_node_model_of_the_same_id(tmp_path: Pat
     engine.dispose()
 
 
-async def test_the_ledger_names_the_node_and_counts_contribution(tmp_path: Path) -> None:
-    engine = commons(tmp_path)
+async def test_the_ledger_names_the_node_and_counts_contribution(
+    tmp_path: Path, gw: Commons
+) -> None:
+    engine = gw.engine()
     members.add_member(engine, "acme")
     members.add_member(engine, "beta")
     acme_key = keys.create_key(engine, "acme").secret
     async with AsyncExitStack() as stack:
         url = await start_node(stack, tmp_path, "b", fake_engine("demo", responses=["x y z"]))
         node = nodes.add_node(engine, "beta", "b", url)
-        async for _, client in serve_app([], gateway_settings(tmp_path)):
+        async for _, client in serve_app([], gw.settings()):
             headers = {"Authorization": f"Bearer {acme_key}"}
             r = await client.post("/v1/chat/completions", json=CHAT, headers=headers)
             assert r.status_code == 200, r.text
@@ -266,15 +281,15 @@ async def test_the_ledger_names_the_node_and_counts_contribution(tmp_path: Path)
     engine.dispose()
 
 
-async def test_admin_node_listing_shows_what_the_gateway_sees(tmp_path: Path) -> None:
-    engine = commons(tmp_path)
+async def test_admin_node_listing_shows_what_the_gateway_sees(tmp_path: Path, gw: Commons) -> None:
+    engine = gw.engine()
     members.add_member(engine, "ops")
     admin = keys.create_key(engine, "ops", scope="admin").secret
     async with AsyncExitStack() as stack:
         url = await start_node(stack, tmp_path, "a", fake_engine("demo"))
         up = nodes.add_node(engine, "ops", "a", url)
         down = nodes.add_node(engine, "ops", "gone", "http://127.0.0.1:9")  # nothing listens
-        async for _, client in serve_app([], gateway_settings(tmp_path)):
+        async for _, client in serve_app([], gw.settings()):
             headers = {"Authorization": f"Bearer {admin}"}
             r = await client.get("/v1/admin/nodes", headers=headers)
             assert r.status_code == 200, r.text
@@ -285,8 +300,10 @@ async def test_admin_node_listing_shows_what_the_gateway_sees(tmp_path: Path) ->
     engine.dispose()
 
 
-async def test_fair_share_serves_the_contributor_first_under_contention(tmp_path: Path) -> None:
-    engine = commons(tmp_path)
+async def test_fair_share_serves_the_contributor_first_under_contention(
+    tmp_path: Path, gw: Commons
+) -> None:
+    engine = gw.engine()
     alpha, beta = members.add_member(engine, "alpha"), members.add_member(engine, "beta")
     secrets = {m: keys.create_key(engine, m).secret for m in ("alpha", "beta")}
     slow = fake_engine("demo", responses=["one two three"], token_delay=0.01)
@@ -306,7 +323,7 @@ async def test_fair_share_serves_the_contributor_first_under_contention(tmp_path
                 node_id=node.id,
             ),
         )
-        async for _, client in serve_app([], gateway_settings(tmp_path)):
+        async for _, client in serve_app([], gw.settings()):
             until_t = asyncio.get_running_loop().time() + 2.0
             # Three clients each, one slot: both members are backlogged the whole time.
             counts = await asyncio.gather(

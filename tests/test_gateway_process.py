@@ -72,9 +72,9 @@ async def stream_once(c: httpx.AsyncClient, key: str, member: str, i: int) -> Se
     return seen
 
 
-async def test_a_node_killed_under_load(tmp_path: Path) -> None:
+async def test_a_node_killed_under_load(tmp_path: Path, db_url: str) -> None:
     gw_dir = tmp_path / "gateway"
-    database = db.open_database(data_dir=gw_dir)
+    database = db.open_database(db_url)
     members.add_member(database, "acme")
     members.add_member(database, "beta")
     secrets = {m: keys.create_key(database, m).secret for m in ("acme", "beta")}
@@ -95,7 +95,9 @@ async def test_a_node_killed_under_load(tmp_path: Path) -> None:
         procs.append(node_b)
         id_a = nodes.add_node(database, "acme", "a", url_a, slots=4).id
         id_b = nodes.add_node(database, "beta", "b", url_b, slots=4).id
-        gateway, url = start_serve(["--no-default-models", "--node-check-interval", "0.5"], gw_dir)
+        gateway, url = start_serve(
+            ["--no-default-models", "--node-check-interval", "0.5"], gw_dir, db_url
+        )
         procs.append(gateway)
 
         seen: list[Seen] = []
