@@ -27,6 +27,7 @@ from .conftest import fake_engine, serve_app
 
 CHAT = {"model": "fake", "messages": [{"role": "user", "content": "hi"}]}
 ADMIN_KINDS = {
+    "admin.node.token",
     "admin.member.add",
     "admin.member.remove",
     "admin.key.create",
@@ -164,6 +165,8 @@ ADMIN_ROUTES: list[tuple[str, str, dict[str, Any] | None, int]] = [
     ("GET", "/v1/admin/nodes", None, 200),
     ("POST", "/v1/admin/nodes", {"url": "https://n.example/v1", "member": "alice"}, 201),
     ("DELETE", "/v1/admin/nodes/{node_id}", None, 200),
+    ("GET", "/v1/admin/nodes/tokens", None, 200),
+    ("POST", "/v1/admin/nodes/tokens", {"member": "alice", "max_slots": 2}, 201),
 ]
 MEMBER_ROUTES = ["/v1/me", "/v1/usage", "/v1/ledger", "/v1/contribution", "/v1/audit"]
 

@@ -23,7 +23,7 @@ from fastapi import APIRouter, Depends, Query, Request
 from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy.engine import Engine
 
-from ..commons import db, keys, ledger, members, nodes
+from ..commons import db, joins, keys, ledger, members, nodes
 from ..commons.audit import AuditLog, AuditRecord, format_ts
 from ..commons.keys import KeyInfo, Limits, Principal
 from ..errors import (
@@ -527,6 +527,56 @@ async def add_node(caller: AdminCall, body: NewNode) -> dict[str, Any]:
         return owner_id, {**data, "slots": n.slots, "has_api_key": n.api_key is not None}
 
     return _node(await _act(caller, "admin.node.add", add, about))
+
+
+class NewJoinToken(Body):
+    member: str
+    expires: str | None = None  # default: 24 hours from now
+    max_slots: Annotated[int | None, Field(default=None, ge=1, le=nodes.MAX_SLOTS)] = None
+
+
+def _join_token(t: joins.JoinToken) -> dict[str, Any]:
+    return {
+        "object": "join_token",
+        "id": t.id,
+        "member": t.member,
+        "prefix": t.prefix,
+        "created": _ts(t.created),
+        "expires": _ts(t.expires),
+        "max_slots": t.max_slots,
+        "used": _ts(t.used),
+        "node_id": t.node_id,
+    }
+
+
+@router.post("/v1/admin/nodes/tokens", status_code=201)
+async def create_join_token(caller: AdminCall, body: NewJoinToken) -> dict[str, Any]:
+    """A one-time token with which a node of ``member`` joins (``POST /v1/nodes/join``). The
+    response carries it (``token``) this once; only its hash is stored."""
+    expires = _time(body.expires, "expires")
+    owner_id = 0
+
+    def create() -> joins.NewJoinToken:
+        nonlocal owner_id
+        owner_id = _member_for(caller.engine, body.member, "member").id
+        return joins.create_token(
+            caller.engine, body.member, expires=expires, max_slots=body.max_slots
+        )
+
+    def about(t: joins.NewJoinToken) -> tuple[int, dict[str, Any]]:
+        return owner_id, {"token_id": t.info.id, "prefix": t.info.prefix, "member": t.info.member}
+
+    new = await _act(caller, "admin.node.token", create, about)
+    return {**_join_token(new.info), "token": new.secret}
+
+
+@router.get("/v1/admin/nodes/tokens")
+async def list_join_tokens(caller: AdminCall, member: str | None = None) -> dict[str, Any]:
+    """Join tokens, newest first, optionally one member's: whether and by which node used."""
+    if member is not None:
+        await asyncio.to_thread(members.find_member, caller.engine, member)  # 404 if unknown
+    found = await asyncio.to_thread(joins.list_tokens, caller.engine, member)
+    return _listing([_join_token(t) for t in found])
 
 
 @router.delete("/v1/admin/nodes/{node_id}")

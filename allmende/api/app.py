@@ -20,6 +20,7 @@ from . import errors
 from .admin import router as admin_router
 from .errors import error_response
 from .gate import Gate
+from .joins import router as joins_router
 from .metrics import Metrics
 from .openness import openness_summary
 from .openness import router as openness_router
@@ -145,5 +146,6 @@ def create_app(
     app.include_router(router)
     app.include_router(openness_router)
     app.include_router(admin_router)
+    app.include_router(joins_router)
     app.add_middleware(BodyLimit, limit=settings.max_body_bytes)
     return app

@@ -17,7 +17,7 @@ from sqlalchemy.engine import Engine
 from sqlalchemy.exc import SQLAlchemyError
 
 from ..errors import AllmendeError
-from . import db, keys, ledger
+from . import db, joins, keys, ledger
 from . import members as members_mod
 from . import nodes as nodes_mod
 from .audit import AuditLog, format_ts
@@ -388,6 +388,127 @@ def nodes_remove(ctx: click.Context, node_id: int) -> None:
     except AllmendeError as exc:
         raise _fail(exc) from None
     click.echo(f"Removed node {node_id}.")
+
+
+@nodes.command("token")
+@click.option("--member", required=True, help="The member whose node will join with it.")
+@click.option(
+    "--expires", default="24h", show_default=True, help="A duration (24h, 7d) or an ISO date."
+)
+@click.option(
+    "--max-slots",
+    type=click.IntRange(1, nodes_mod.MAX_SLOTS),
+    default=None,
+    help="The most slots the joining node may ask for [default: no cap].",
+)
+@click.pass_context
+def nodes_token(ctx: click.Context, member: str, expires: str, max_slots: int | None) -> None:
+    """Create a one-time join token for a member's node and print it.
+
+    \b
+    Whoever runs the node then registers it, from any machine that reaches the gateway:
+      ALLMENDE_JOIN_TOKEN=alj-... allmende nodes join https://GATEWAY --url http://NODE:8000
+    The token is shown this once; only its hash is stored.
+    """
+    try:
+        new = joins.create_token(
+            _open(ctx), member, expires=parse_when(expires), max_slots=max_slots
+        )
+    except AllmendeError as exc:
+        raise _fail(exc) from None
+    click.echo(new.secret)
+    click.echo(
+        f"Join token {new.info.id} ({new.info.prefix}...) for a node of {member}, valid until "
+        f"{_ts(new.info.expires)}, once. Store it now: it cannot be shown again.",
+        err=True,
+    )
+
+
+@nodes.command("tokens")
+@click.option("--member", default=None, help="Only this member's tokens.")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+@click.pass_context
+def nodes_tokens(ctx: click.Context, member: str | None, as_json: bool) -> None:
+    """List join tokens (newest first) and the node each one added."""
+    rows = [t.to_dict() for t in joins.list_tokens(_open(ctx), member)]
+    if as_json:
+        click.echo(json.dumps(rows, indent=2))
+        return
+    for row in rows:
+        state = f"used by node {row['node_id']}" if row["used"] else f"expires {row['expires']}"
+        click.echo(f"{row['id']:>5}  {row['member']:<20} {row['prefix']}...  {state}")
+
+
+@nodes.command("join")
+@click.argument("gateway")
+@click.option(
+    "--url", "node_url", required=True, help="This node's base URL, as the gateway reaches it."
+)
+@click.option(
+    "--token",
+    envvar="ALLMENDE_JOIN_TOKEN",
+    required=True,
+    help="The join token (better through $ALLMENDE_JOIN_TOKEN than on the command line).",
+)
+@click.option("--name", default=None, help="A name for listings [default: HOST:PORT].")
+@click.option(
+    "--slots",
+    type=click.IntRange(1, nodes_mod.MAX_SLOTS),
+    default=4,
+    show_default=True,
+    help="Requests the gateway may send the node at once.",
+)
+@click.option(
+    "--api-key-env",
+    default=None,
+    metavar="VAR",
+    help="Environment variable holding a key the gateway must send to the node as Bearer.",
+)
+def nodes_join(
+    gateway: str,
+    node_url: str,
+    token: str,
+    name: str | None,
+    slots: int,
+    api_key_env: str | None,
+) -> None:
+    """Register a node with the gateway at GATEWAY, using a join token.
+
+    The gateway checks that it can list the node's models at --url before adding it.
+    """
+    import os
+
+    import httpx
+
+    from ..engines.upstream import base_url
+
+    body: dict[str, Any] = {"url": node_url, "slots": slots}
+    if name:
+        body["name"] = name
+    if api_key_env:
+        body["api_key"] = os.environ.get(api_key_env)
+        if not body["api_key"]:
+            raise click.BadParameter(f"${api_key_env} is not set", param_hint="--api-key-env")
+    target = base_url(gateway) + "/nodes/join"
+    try:
+        response = httpx.post(
+            target, json=body, headers={"Authorization": f"Bearer {token}"}, timeout=30
+        )
+    except httpx.HTTPError as exc:
+        raise click.ClickException(f"cannot reach the gateway at {target}: {exc}") from None
+    try:
+        answer = response.json()
+    except ValueError:
+        answer = {}
+    if response.status_code != 201:
+        error = answer.get("error") if isinstance(answer, dict) else None
+        message = error.get("message") if isinstance(error, dict) else response.text[:300]
+        raise click.ClickException(f"the gateway refused (HTTP {response.status_code}): {message}")
+    models = ", ".join(answer.get("models") or []) or "no models yet"
+    click.echo(
+        f"Joined as node {answer.get('id')} ({answer.get('name')}) of {answer.get('member')}, "
+        f"offering {models}."
+    )
 
 
 # ---- audit ---------------------------------------------------------------------------------

@@ -116,6 +116,21 @@ nodes = sa.Table(
     sa.Column("api_key", sa.String(512), nullable=True),
 )
 
+# One-time credentials a member's node joins with (`joins.py`); only hashes are stored.
+join_tokens = sa.Table(
+    "join_tokens",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True),
+    sa.Column("member_id", sa.Integer, sa.ForeignKey("members.id"), nullable=False, index=True),
+    sa.Column("prefix", sa.String(32), nullable=False, unique=True),
+    sa.Column("hash", sa.String(64), nullable=False),
+    sa.Column("slots", sa.Integer, nullable=True),  # the most slots the node may ask for
+    sa.Column("created", UTCDateTime, nullable=False),
+    sa.Column("expires", UTCDateTime, nullable=False),
+    sa.Column("used", UTCDateTime, nullable=True),
+    sa.Column("node_id", sa.Integer, sa.ForeignKey("nodes.id"), nullable=True),
+)
+
 ledger = sa.Table(
     "ledger",
     metadata,
@@ -320,6 +335,7 @@ __all__ = [
     "create_db_engine",
     "default_data_dir",
     "default_database_url",
+    "join_tokens",
     "key_limits",
     "ledger",
     "members",

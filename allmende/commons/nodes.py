@@ -15,7 +15,7 @@ from typing import Any, cast
 from urllib.parse import urlsplit
 
 import sqlalchemy as sa
-from sqlalchemy.engine import Engine
+from sqlalchemy.engine import Connection, Engine
 
 from ..errors import InvalidRequestError, NotFoundError
 from . import db
@@ -77,25 +77,39 @@ def add_node(
     slots: int = 4,
     api_key: str | None = None,
 ) -> Node:
+    """Register the node at `url` for the active member `member` (committed on return)."""
+    with db.write(engine) as conn:
+        return add_node_in(conn, member, name, url, slots=slots, api_key=api_key)
+
+
+def add_node_in(
+    conn: Connection,
+    member: str,
+    name: str | None,
+    url: str,
+    *,
+    slots: int = 4,
+    api_key: str | None = None,
+) -> Node:
+    """`add_node` within the caller's write transaction."""
     url = check_url(url)
     if not 1 <= slots <= MAX_SLOTS:
         raise InvalidRequestError(f"slots must be 1..{MAX_SLOTS}.", param="slots")
     name = name or (urlsplit(url).netloc or url)
     created = db.now()
-    with db.write(engine) as conn:
-        owner = get_member(conn, member)
-        node_id = conn.execute(
-            sa.insert(db.nodes)
-            .values(
-                member_id=owner.id,
-                name=name,
-                url=url,
-                created=created,
-                slots=slots,
-                api_key=api_key,
-            )
-            .returning(db.nodes.c.id)
-        ).scalar_one()
+    owner = get_member(conn, member)
+    node_id = conn.execute(
+        sa.insert(db.nodes)
+        .values(
+            member_id=owner.id,
+            name=name,
+            url=url,
+            created=created,
+            slots=slots,
+            api_key=api_key,
+        )
+        .returning(db.nodes.c.id)
+    ).scalar_one()
     return Node(node_id, owner.name, name, url, created, None, slots, api_key, owner.id)
 
 
@@ -147,4 +161,4 @@ def remove_node(engine: Engine, node_id: int) -> None:
             raise NotFoundError(f"No node {node_id}.")
 
 
-__all__ = ["Node", "add_node", "check_url", "list_nodes", "remove_node"]
+__all__ = ["Node", "add_node", "add_node_in", "check_url", "list_nodes", "remove_node"]

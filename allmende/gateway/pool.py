@@ -31,6 +31,7 @@ from ..commons.fairshare import weights as share_weights
 from ..commons.nodes import Node, list_nodes
 from ..config import Settings
 from ..engines.upstream import UpstreamEngine, UpstreamOptions, base_url
+from ..errors import InvalidRequestError
 from ..openness.policy import OpennessPolicy
 
 log = logging.getLogger("allmende.gateway")
@@ -81,6 +82,7 @@ class NodePool:
         self.settings = settings
         self.check_interval = settings.node_check_interval
         self.timeout = settings.node_timeout
+        self._refreshing = asyncio.Lock()
         self.policy: OpennessPolicy | None = settings.openness_policy
         self.local_models = set(local_models)
         self.nodes: dict[int, NodeState] = {}
@@ -123,10 +125,15 @@ class NodePool:
     # -- discovery and health ------------------------------------------------------------------
 
     async def refresh(self) -> None:
-        """Re-read the registry, check every node, recompute fair-share weights."""
+        """Re-read the registry, check every node, recompute fair-share weights (one round at
+        a time: the periodic one and one asked for, after a node joined, never interleave)."""
         if self.database is None:
             return
-        registered = await asyncio.to_thread(list_nodes, self.database)
+        async with self._refreshing:
+            await self._refresh(self.database)
+
+    async def _refresh(self, database: Database) -> None:
+        registered = await asyncio.to_thread(list_nodes, database)
         wanted = {n.id: n for n in registered}
         for node_id in list(self.nodes):
             state = self.nodes[node_id]
@@ -139,7 +146,7 @@ class NodePool:
                 self.nodes[node.id] = NodeState(node, self._client(node))
         await asyncio.gather(*(self.check(s) for s in list(self.nodes.values())))
         if self.nodes:  # weights matter only for the queues of node models
-            self.weights = await asyncio.to_thread(self._weights, self.database)
+            self.weights = await asyncio.to_thread(self._weights, database)
         if self.on_change is not None:
             self.on_change()
 
@@ -157,17 +164,9 @@ class NodePool:
         """One health check: the node's model listing, filtered by policy and local ids."""
         state.checked_at = time.monotonic()
         try:
-            response = await state.client.get("/models")
-            response.raise_for_status()
-            listed = response.json().get("data")
-            entries = {str(m["id"]): m for m in listed or [] if isinstance(m, dict) and "id" in m}
+            entries = await _listing(state.client)
         except (httpx.HTTPError, ValueError, AttributeError) as exc:
-            reason = (
-                f"HTTP {exc.response.status_code}"
-                if isinstance(exc, httpx.HTTPStatusError)
-                else type(exc).__name__
-            )
-            self.mark_down(state, f"health check failed: {reason}")
+            self.mark_down(state, f"health check failed: {_reason(exc)}")
             return
         offered = {}
         for model_id, entry in entries.items():
@@ -271,6 +270,35 @@ class NodePool:
         # A member added since this round has contributed nothing yet.
         self.default_weight = self.settings.fair_share_floor if any(served.values()) else 1.0
         return share_weights(served, everyone, self.settings.fair_share_floor)
+
+
+async def _listing(client: httpx.AsyncClient) -> dict[str, dict[str, Any]]:
+    """A node's `/v1/models` by id (raises for transport errors, HTTP errors, bad JSON)."""
+    response = await client.get("/models")
+    response.raise_for_status()
+    listed = response.json().get("data")
+    return {str(m["id"]): m for m in listed or [] if isinstance(m, dict) and "id" in m}
+
+
+def _reason(exc: Exception) -> str:
+    if isinstance(exc, httpx.HTTPStatusError):
+        return f"HTTP {exc.response.status_code}"
+    return type(exc).__name__
+
+
+async def probe(url: str, api_key: str | None, timeout: float) -> list[str]:
+    """The model ids a would-be node at `url` lists now; `InvalidRequestError` (400, about
+    ``url``) when it cannot be reached or gives no OpenAI model listing."""
+    headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
+    async with httpx.AsyncClient(base_url=base_url(url), headers=headers, timeout=timeout) as c:
+        try:
+            return sorted(await _listing(c))
+        except (httpx.HTTPError, ValueError, AttributeError) as exc:
+            raise InvalidRequestError(
+                f"The gateway cannot list the models of the node at {url} "
+                f"({_reason(exc)}): it must answer GET {base_url(url)}/models.",
+                param="url",
+            ) from None
 
 
 def _violations(policy: OpennessPolicy, model_id: str) -> list[str]:

@@ -17,6 +17,7 @@ TABLES = {
     "api_keys",
     "audit",
     "audit_head",
+    "join_tokens",
     "key_limits",
     "ledger",
     "members",
@@ -25,7 +26,7 @@ TABLES = {
 }
 
 
-HEAD = "0002"
+HEAD = "0003"
 
 
 def test_migrations_create_the_schema(engine: Engine) -> None:
