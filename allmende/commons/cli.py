@@ -302,23 +302,42 @@ def nodes(ctx: click.Context, database_url: str | None) -> None:
     _group_setup(ctx, database_url)
 
 
+def node_options(func: F) -> F:
+    """--name, --slots and --api-key-env: how a node is registered (`add` and `join`)."""
+    func = click.option(
+        "--api-key-env",
+        default=None,
+        metavar="VAR",
+        help="Environment variable holding a key the gateway sends to the node as Bearer.",
+    )(func)
+    func = click.option(
+        "--slots",
+        type=click.IntRange(1, nodes_mod.MAX_SLOTS),
+        default=4,
+        show_default=True,
+        help="Requests the gateway sends the node at once.",
+    )(func)
+    return click.option("--name", default=None, help="A name for listings [default: HOST:PORT].")(
+        func
+    )
+
+
+def _env_key(var: str | None) -> str | None:
+    """The node key held in environment variable `var` (None when no variable is named)."""
+    if not var:
+        return None
+    import os
+
+    value = os.environ.get(var)
+    if not value:
+        raise click.BadParameter(f"${var} is not set", param_hint="--api-key-env")
+    return value
+
+
 @nodes.command("add")
 @click.argument("url")
 @click.option("--member", required=True, help="The member contributing the node.")
-@click.option("--name", default=None, help="A name for listings [default: HOST:PORT].")
-@click.option(
-    "--slots",
-    type=click.IntRange(1, nodes_mod.MAX_SLOTS),
-    default=4,
-    show_default=True,
-    help="Requests the gateway sends the node at once.",
-)
-@click.option(
-    "--api-key-env",
-    default=None,
-    metavar="VAR",
-    help="Environment variable holding a key the gateway sends to the node as Bearer.",
-)
+@node_options
 @click.pass_context
 def nodes_add(
     ctx: click.Context,
@@ -329,13 +348,7 @@ def nodes_add(
     api_key_env: str | None,
 ) -> None:
     """Add a node by its base URL (http://HOST:PORT or http://HOST:PORT/v1)."""
-    import os
-
-    api_key = None
-    if api_key_env:
-        api_key = os.environ.get(api_key_env)
-        if not api_key:
-            raise click.BadParameter(f"${api_key_env} is not set", param_hint="--api-key-env")
+    api_key = _env_key(api_key_env)
     try:
         node = nodes_mod.add_node(_open(ctx), member, name, url, slots=slots, api_key=api_key)
     except AllmendeError as exc:
@@ -450,20 +463,7 @@ def nodes_tokens(ctx: click.Context, member: str | None, as_json: bool) -> None:
     required=True,
     help="The join token (better through $ALLMENDE_JOIN_TOKEN than on the command line).",
 )
-@click.option("--name", default=None, help="A name for listings [default: HOST:PORT].")
-@click.option(
-    "--slots",
-    type=click.IntRange(1, nodes_mod.MAX_SLOTS),
-    default=4,
-    show_default=True,
-    help="Requests the gateway may send the node at once.",
-)
-@click.option(
-    "--api-key-env",
-    default=None,
-    metavar="VAR",
-    help="Environment variable holding a key the gateway must send to the node as Bearer.",
-)
+@node_options
 def nodes_join(
     gateway: str,
     node_url: str,
@@ -476,8 +476,6 @@ def nodes_join(
 
     The gateway checks that it can list the node's models at --url before adding it.
     """
-    import os
-
     import httpx
 
     from ..engines.upstream import base_url
@@ -485,10 +483,8 @@ def nodes_join(
     body: dict[str, Any] = {"url": node_url, "slots": slots}
     if name:
         body["name"] = name
-    if api_key_env:
-        body["api_key"] = os.environ.get(api_key_env)
-        if not body["api_key"]:
-            raise click.BadParameter(f"${api_key_env} is not set", param_hint="--api-key-env")
+    if api_key := _env_key(api_key_env):
+        body["api_key"] = api_key
     target = base_url(gateway) + "/nodes/join"
     try:
         response = httpx.post(

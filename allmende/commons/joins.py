@@ -11,18 +11,16 @@ the slots the node asks for.
 from __future__ import annotations
 
 import hmac
-import secrets
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, cast
 
 import sqlalchemy as sa
-from sqlalchemy.engine import Engine
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy.engine import Connection, Engine
 
 from ..errors import AuthenticationError, InvalidRequestError
 from . import db, nodes
-from .keys import hash_key
+from .keys import hash_key, store_secret
 from .members import get_member
 
 TOKEN_PREFIX = "alj-"
@@ -82,28 +80,25 @@ def create_token(
         raise InvalidRequestError("expiry must be in the future", param="expires")
     if max_slots is not None and not 1 <= max_slots <= nodes.MAX_SLOTS:
         raise InvalidRequestError(f"max_slots must be 1..{nodes.MAX_SLOTS}.", param="max_slots")
-    for _ in range(5):
-        secret = TOKEN_PREFIX + secrets.token_urlsafe(32)
-        try:
-            with db.write(engine) as conn:
-                owner = get_member(conn, member)
-                token_id = conn.execute(
-                    sa.insert(db.join_tokens)
-                    .values(
-                        member_id=owner.id,
-                        prefix=secret[:PREFIX_LEN],
-                        hash=hash_key(secret),
-                        slots=max_slots,
-                        created=created,
-                        expires=expires,
-                    )
-                    .returning(db.join_tokens.c.id)
-                ).scalar_one()
-        except IntegrityError:  # a prefix collision: draw again
-            continue
-        info = JoinToken(token_id, owner.name, secret[:PREFIX_LEN], created, expires, max_slots)
-        return NewJoinToken(info, secret)
-    raise RuntimeError("could not draw a unique token prefix")
+
+    def insert(conn: Connection, secret: str) -> JoinToken:
+        owner = get_member(conn, member)
+        token_id = conn.execute(
+            sa.insert(db.join_tokens)
+            .values(
+                member_id=owner.id,
+                prefix=secret[:PREFIX_LEN],
+                hash=hash_key(secret),
+                slots=max_slots,
+                created=created,
+                expires=expires,
+            )
+            .returning(db.join_tokens.c.id)
+        ).scalar_one()
+        return JoinToken(token_id, owner.name, secret[:PREFIX_LEN], created, expires, max_slots)
+
+    info, secret = store_secret(engine, TOKEN_PREFIX, insert)
+    return NewJoinToken(info, secret)
 
 
 def _query() -> sa.Select[tuple[object, ...]]:

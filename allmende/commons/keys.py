@@ -14,10 +14,10 @@ import math
 import re
 import secrets
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, Literal, cast
+from typing import Any, Literal, TypeVar, cast
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
@@ -27,6 +27,7 @@ from ..errors import AuthenticationError, InvalidRequestError, NotFoundError, Pe
 from . import db
 from .members import get_member
 
+T = TypeVar("T")
 KEY_PREFIX = "alm-"
 PREFIX_LEN = len(KEY_PREFIX) + 8  # 48 random bits: unique enough to find one row
 Scope = Literal["member", "admin"]
@@ -108,36 +109,48 @@ def create_key(
     created = db.now()
     if expires is not None and expires <= created:
         raise InvalidRequestError("expiry must be in the future", param="expires")
-    for _ in range(5):
-        secret = KEY_PREFIX + secrets.token_urlsafe(32)
-        try:
-            with db.write(engine) as conn:
-                owner = get_member(conn, member)
-                key_id = conn.execute(
-                    sa.insert(db.api_keys)
-                    .values(
-                        member_id=owner.id,
-                        prefix=secret[:PREFIX_LEN],
-                        hash=hash_key(secret),
-                        scope=scope,
-                        created=created,
-                        expires=expires,
-                    )
-                    .returning(db.api_keys.c.id)
-                ).scalar_one()
-                if limits.any():
-                    conn.execute(
-                        sa.insert(db.key_limits).values(
-                            key_id=key_id, rpm=limits.rpm, tpm=limits.tpm, tpd=limits.tpd
-                        )
-                    )
-        except IntegrityError:  # a prefix collision: draw again
-            continue
-        info = KeyInfo(
+
+    def insert(conn: Connection, secret: str) -> KeyInfo:
+        owner = get_member(conn, member)
+        key_id = conn.execute(
+            sa.insert(db.api_keys)
+            .values(
+                member_id=owner.id,
+                prefix=secret[:PREFIX_LEN],
+                hash=hash_key(secret),
+                scope=scope,
+                created=created,
+                expires=expires,
+            )
+            .returning(db.api_keys.c.id)
+        ).scalar_one()
+        if limits.any():
+            conn.execute(
+                sa.insert(db.key_limits).values(
+                    key_id=key_id, rpm=limits.rpm, tpm=limits.tpm, tpd=limits.tpd
+                )
+            )
+        return KeyInfo(
             key_id, owner.name, secret[:PREFIX_LEN], scope, created, expires, None, limits
         )
-        return NewKey(info, secret)
-    raise RuntimeError("could not draw a unique key prefix")
+
+    info, secret = store_secret(engine, KEY_PREFIX, insert)
+    return NewKey(info, secret)
+
+
+def store_secret(
+    engine: Engine, prefix: str, insert: Callable[[Connection, str], T]
+) -> tuple[T, str]:
+    """Draw a secret (`prefix` + 32 random bytes, url-safe) and `insert` it in a write
+    transaction; a collision of its lookup prefix (a unique column) draws again."""
+    for _ in range(5):
+        secret = prefix + secrets.token_urlsafe(32)
+        try:
+            with db.write(engine) as conn:
+                return insert(conn, secret), secret
+        except IntegrityError:  # a prefix collision: draw again
+            continue
+    raise RuntimeError("could not draw a unique secret prefix")
 
 
 def _key_query() -> sa.Select[tuple[object, ...]]:
