@@ -9,6 +9,7 @@ lock (bounded by ``busy_timeout``) instead of failing half-way with ``SQLITE_BUS
 from __future__ import annotations
 
 import os
+import sqlite3
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -245,7 +246,14 @@ def _configure_sqlite(engine: Engine, sync: str) -> None:
     def _begin(conn: Connection) -> None:
         mode = "IMMEDIATE" if conn.get_execution_options().get("allmende_write") else "DEFERRED"
         # Straight on the DBAPI connection: SQLAlchemy's execution path costs more than BEGIN.
-        conn.connection.driver_connection.execute(f"BEGIN {mode}")  # type: ignore[union-attr]
+        # Its errors (a locked or read-only database) still come as SQLAlchemy's.
+        driver = conn.connection.driver_connection
+        try:
+            driver.execute(f"BEGIN {mode}")  # type: ignore[union-attr]
+        except sqlite3.Error as exc:
+            raise sa.exc.DBAPIError.instance(
+                f"BEGIN {mode}", (), exc, sqlite3.Error, dialect=conn.dialect
+            ) from exc
 
 
 _WRITE_LOCKS: dict[str, tuple[threading.Lock, int]] = {}

@@ -38,7 +38,9 @@ class Compiled:
         types = {name: bind.type for name, bind in binds.items()}
         self.processors: dict[str, Processor] = {}
         for name in self.names:
-            processor = types[name].bind_processor(dialect)
+            # The dialect's own implementation of the type: it formats what the driver cannot
+            # take as is (a datetime as SQLite's text, after `UTCDateTime` made it naive UTC).
+            processor = types[name].dialect_impl(dialect).bind_processor(dialect)
             if processor is not None:
                 self.processors[name] = processor
 
@@ -62,9 +64,10 @@ class Prepared:
         self._compiled: dict[str, Compiled] = {}
 
     def compiled(self, dialect: Dialect) -> Compiled:
-        found = self._compiled.get(dialect.name)
+        key = f"{dialect.name}+{dialect.driver}"  # drivers differ in parameter style
+        found = self._compiled.get(key)
         if found is None:
-            found = self._compiled[dialect.name] = Compiled(self.stmt, dialect)
+            found = self._compiled[key] = Compiled(self.stmt, dialect)
         return found
 
     def execute(self, conn: Connection, row: Mapping[str, Any] | None = None) -> list[Any]:
@@ -76,7 +79,7 @@ class Prepared:
             cursor.execute(c.sql, params)
             return list(cursor.fetchall()) if cursor.description is not None else []
         except conn.dialect.loaded_dbapi.Error as exc:
-            raise _wrapped(conn, c.sql, params, exc) from exc
+            raise _wrapped(conn, cursor, c.sql, params, exc, many=False) from exc
         finally:
             cursor.close()
 
@@ -90,15 +93,31 @@ class Prepared:
         try:
             cursor.executemany(c.sql, params)
         except conn.dialect.loaded_dbapi.Error as exc:
-            raise _wrapped(conn, c.sql, params, exc) from exc
+            raise _wrapped(conn, cursor, c.sql, params, exc, many=True) from exc
         finally:
             cursor.close()
 
 
-def _wrapped(conn: Connection, sql: str, params: Any, exc: Exception) -> Exception:
+def _wrapped(
+    conn: Connection, cursor: Any, sql: str, params: Any, exc: Exception, *, many: bool
+) -> Exception:
     """The DBAPI error as SQLAlchemy raises it (`IntegrityError`, `OperationalError`, ...), so
-    callers see one hierarchy whichever path ran the statement."""
-    return DBAPIError.instance(sql, params, exc, conn.dialect.loaded_dbapi.Error)
+    callers see one hierarchy whichever path ran the statement. A lost connection is
+    invalidated, as SQLAlchemy's own execution does, so the pool does not hand it out again."""
+    dialect = conn.dialect
+    lost = dialect.is_disconnect(exc, conn.connection.dbapi_connection, cursor)  # type: ignore[arg-type]
+    if lost:
+        conn.invalidate(exc)
+    return DBAPIError.instance(
+        sql,
+        params,
+        exc,
+        dialect.loaded_dbapi.Error,
+        hide_parameters=conn.engine.hide_parameters,
+        connection_invalidated=lost,
+        dialect=dialect,
+        ismulti=many,
+    )
 
 
 def _cursor(conn: Connection) -> Any:

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import sqlite3
 from pathlib import Path
+from typing import Any
 
 import pytest
 import sqlalchemy as sa
@@ -94,6 +96,26 @@ def test_database_sync(db_url: str, sync: str, sqlite_value: int, postgresql_val
             else:
                 assert conn.exec_driver_sql("PRAGMA synchronous").scalar() == sqlite_value
     finally:
+        engine.dispose()
+
+
+def test_a_refused_begin_is_an_sqlalchemy_error(tmp_path: Path) -> None:
+    path = tmp_path / "x.db"
+    engine = db.open_database(f"sqlite:///{path}")
+
+    @sa.event.listens_for(engine, "connect")
+    def _impatient(dbapi_connection: Any, _record: Any) -> None:
+        dbapi_connection.execute("PRAGMA busy_timeout=1")
+
+    engine.dispose()  # new connections get the short timeout
+    holder = sqlite3.connect(path, isolation_level=None)
+    holder.execute("BEGIN IMMEDIATE")  # another writer, outside Allmende's lock file
+    try:
+        with pytest.raises(sa.exc.OperationalError, match="locked"), db.write(engine):
+            pass
+    finally:
+        holder.execute("ROLLBACK")
+        holder.close()
         engine.dispose()
 
 

@@ -35,9 +35,10 @@ def row(member_id: int, request_id: str, ts: datetime) -> dict[str, object]:
     }
 
 
-def test_rows_read_back_like_core_rows(engine: Engine) -> None:
+@pytest.mark.parametrize("microsecond", [123456, 0])
+def test_rows_read_back_like_core_rows(engine: Engine, microsecond: int) -> None:
     member = members.add_member(engine, "acme").id
-    ts = datetime(2026, 11, 25, 17, 30, 1, 123456, tzinfo=UTC)
+    ts = datetime(2026, 11, 25, 17, 30, 1, microsecond, tzinfo=UTC)
     with db.write(engine) as conn:
         INSERT.execute_many(conn, [row(member, "req-a", ts)])
         conn.execute(sa.insert(db.ledger), row(member, "req-b", ts))
@@ -50,6 +51,9 @@ def test_rows_read_back_like_core_rows(engine: Engine) -> None:
     assert a.pop("request_id") == "req-a" and b.pop("request_id") == "req-b"
     assert a == b and a["ts"] == ts  # the UTC type's bind processing ran
     assert raw[0][1] == raw[1][1]  # and stored the same text/timestamp as Core does
+    with db.read(engine) as conn:  # so time ranges find both
+        since = sa.select(sa.func.count()).where(db.ledger.c.ts >= ts)
+        assert conn.execute(since).scalar() == 2
 
 
 def test_errors_come_as_sqlalchemy_errors_and_roll_back(engine: Engine) -> None:
