@@ -335,3 +335,27 @@ async def test_fair_share_serves_the_contributor_first_under_contention(
     assert served["alpha"] + served["beta"] >= 20
     assert served["alpha"] >= 4 * served["beta"], served
     engine.dispose()
+
+
+async def test_a_slow_non_streamed_answer_times_out_without_marking_nodes_down(
+    tmp_path: Path, gw: Commons
+) -> None:
+    engine = gw.engine()
+    members.add_member(engine, "acme")
+    # Four tokens, 0.3 s apart: a stream never goes 0.8 s without data; a whole answer takes 1.2 s.
+    a = fake_engine("demo", responses=["one two three four"], token_delay=0.3)
+    b = fake_engine("demo", responses=["one two three four"], token_delay=0.3)
+    async with AsyncExitStack() as stack:
+        nodes.add_node(engine, "acme", "a", await start_node(stack, tmp_path, "a", a))
+        nodes.add_node(engine, "acme", "b", await start_node(stack, tmp_path, "b", b))
+        engine.dispose()
+        async for _, client in serve_app([], gw.settings(upstream_timeout=0.8)):
+            r = await client.post("/v1/chat/completions", json=CHAT)
+            assert r.status_code == 504, r.text
+            assert r.json()["error"]["code"] == "upstream_timeout"
+            assert len(a.calls) + len(b.calls) == 1  # not tried again on the other node
+            assert (await listed(client))["demo"]["nodes"] == 2  # both still up
+            body = {**CHAT, "stream": True}
+            async with client.stream("POST", "/v1/chat/completions", json=body) as s:
+                lines = [line async for line in s.aiter_lines() if line.startswith("data: ")]
+            assert lines[-1] == "data: [DONE]" and not any('"error"' in x for x in lines)

@@ -253,7 +253,7 @@ class UpstreamEngine(Engine):
             yield
         except ConfigError as exc:
             raise UpstreamError(exc.message, retry_after=retry) from None
-        except aiohttp.ClientConnectorError:
+        except (aiohttp.ClientConnectorError, aiohttp.ConnectionTimeoutError):
             raise UpstreamError(
                 f"The upstream server for '{self.model_id}' is unreachable.", retry_after=retry
             ) from None

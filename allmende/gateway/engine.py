@@ -89,14 +89,18 @@ class PoolEngine(Engine):
         return context.current.get() or context.RequestContext()
 
     def chat(self, request: ChatCompletionRequest) -> AsyncIterator[Event]:
-        return self._generate(lambda up: up.chat(request))
+        return self._generate(lambda up: up.chat(request), bool(request.stream))
 
     def complete(self, request: CompletionRequest) -> AsyncIterator[Event]:
-        return self._generate(lambda up: up.complete(request))
+        return self._generate(lambda up: up.complete(request), bool(request.stream))
 
     async def _generate(
-        self, start: Callable[[UpstreamEngine], AsyncIterator[Event]]
+        self, start: Callable[[UpstreamEngine], AsyncIterator[Event]], streamed: bool = True
     ) -> AsyncIterator[Event]:
+        """The events of the first node that answers. A request that does not stream goes to
+        the node non-streamed (`UpstreamEngine`), so its whole answer is the first event: if
+        that takes longer than the read timeout, the node is slow, not down, and another node
+        would take as long; the 504 goes to the client and the node stays up."""
         ctx = self._context()
         async with self.queue.slot(ctx.member_id or 0) as ticket:
             tried: set[int] = set()
@@ -114,6 +118,8 @@ class PoolEngine(Engine):
                     except AllmendeError as exc:
                         await events.aclose()  # type: ignore[attr-defined]
                         if isinstance(exc, NOT_RETRIED):
+                            raise
+                        if not streamed and isinstance(exc, UpstreamTimeoutError):
                             raise
                         if _node_failed(exc):
                             self.pool.mark_down(state, exc.message)
