@@ -28,6 +28,7 @@ from .conftest import fake_engine, serve_app
 CHAT = {"model": "fake", "messages": [{"role": "user", "content": "hi"}]}
 ADMIN_KINDS = {
     "admin.node.token",
+    "admin.node.token.revoke",
     "admin.member.add",
     "admin.member.remove",
     "admin.key.create",
@@ -167,12 +168,13 @@ ADMIN_ROUTES: list[tuple[str, str, dict[str, Any] | None, int]] = [
     ("DELETE", "/v1/admin/nodes/{node_id}", None, 200),
     ("GET", "/v1/admin/nodes/tokens", None, 200),
     ("POST", "/v1/admin/nodes/tokens", {"member": "alice", "max_slots": 2}, 201),
+    ("DELETE", "/v1/admin/nodes/tokens/{token_id}", None, 200),
 ]
 MEMBER_ROUTES = ["/v1/me", "/v1/usage", "/v1/ledger", "/v1/contribution", "/v1/audit"]
 
 
 def concrete(path: str, w: World) -> str:
-    return path.format(name="dave", key=w.spare_key_id, node_id=w.bob_node_id)
+    return path.format(name="dave", key=w.spare_key_id, node_id=w.bob_node_id, token_id=1)
 
 
 def test_the_tables_cover_every_route_of_the_module() -> None:
@@ -191,7 +193,9 @@ async def test_no_key_yet_every_commons_route_is_401(settings: Settings) -> None
         assert (await c.get("/v1/models")).status_code == 200  # the API itself is open
         calls: list[tuple[str, str, dict[str, Any] | None]]
         calls = [("GET", p, None) for p in MEMBER_ROUTES]
-        calls += [(m, p.format(name="x", key=1, node_id=1), b) for m, p, b, _ in ADMIN_ROUTES]
+        calls += [
+            (m, p.format(name="x", key=1, node_id=1, token_id=1), b) for m, p, b, _ in ADMIN_ROUTES
+        ]
         for method, path, body in calls:
             for headers in ({}, bearer("alm-" + "x" * 43)):
                 r = await c.request(method, path, json=body, headers=headers)

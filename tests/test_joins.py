@@ -76,6 +76,13 @@ async def test_a_node_joins_with_a_token_once(tmp_path: Path, db_url: str) -> No
         assert r.status_code == 400
         assert nodes.list_nodes(engine) == []
 
+        r = await client.post("/v1/admin/nodes/tokens", json={"member": "beta"}, headers=admin)
+        revoked = r.json()
+        r = await client.delete(f"/v1/admin/nodes/tokens/{revoked['id']}", headers=admin)
+        assert r.status_code == 200 and r.json()["revoked"]
+        code, out = await cli_join(gateway, node, revoked["token"])
+        assert code == 1 and "revoked" in out
+
         code, out = await cli_join(gateway, node, token, "--name", "box", "--slots", "2")
         assert code == 0, out
         assert "Joined as node" in out and "of acme" in out and "demo" in out
@@ -86,7 +93,7 @@ async def test_a_node_joins_with_a_token_once(tmp_path: Path, db_url: str) -> No
         assert r.status_code == 200, r.text  # offered at once
         code, out = await cli_join(gateway, node, token)
         assert code == 1 and "used already" in out
-        r = await client.get("/v1/admin/nodes/tokens", headers=admin)
+        r = await client.get("/v1/admin/nodes/tokens?member=acme", headers=admin)
         [listed] = r.json()["data"]
         assert listed["node_id"] == joined.id and listed["used"] and "token" not in listed
 

@@ -56,3 +56,11 @@ def test_completion_answer_without_usage() -> None:
 def test_bad_answers_are_upstream_errors(raw: bytes, message: str) -> None:
     with pytest.raises(UpstreamError, match=message):
         _answer(raw, "content")
+
+
+def test_tool_call_arguments_given_as_an_object_become_text() -> None:
+    call = {"id": "c1", "type": "function", "function": {"name": "f", "arguments": {"a": 1}}}
+    body = {"choices": [{"index": 0, "message": {"tool_calls": [call]}}]}
+    [delta, _] = _answer(json.dumps(body).encode(), "content")
+    assert isinstance(delta, Delta) and delta.tool_calls is not None
+    assert delta.tool_calls[0]["function"]["arguments"] == '{"a": 1}'

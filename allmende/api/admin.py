@@ -546,6 +546,7 @@ def _join_token(t: joins.JoinToken) -> dict[str, Any]:
         "max_slots": t.max_slots,
         "used": _ts(t.used),
         "node_id": t.node_id,
+        "revoked": _ts(t.revoked),
     }
 
 
@@ -577,6 +578,22 @@ async def list_join_tokens(caller: AdminCall, member: str | None = None) -> dict
         await asyncio.to_thread(members.find_member, caller.engine, member)  # 404 if unknown
     found = await asyncio.to_thread(joins.list_tokens, caller.engine, member)
     return _listing([_join_token(t) for t in found])
+
+
+@router.delete("/v1/admin/nodes/tokens/{token_id}")
+async def revoke_join_token(caller: AdminCall, token_id: str) -> dict[str, Any]:
+    """Make an unused join token unusable (a used one stays as it is)."""
+    number = _number(token_id)
+    if number is None:
+        raise NotFoundError(f"No join token '{token_id}'.")
+
+    def about(t: joins.JoinToken) -> tuple[int, dict[str, Any]]:
+        return t.member_id, {"token_id": t.id, "prefix": t.prefix, "member": t.member}
+
+    revoked = await _act(
+        caller, "admin.node.token.revoke", lambda: joins.revoke(caller.engine, number), about
+    )
+    return _join_token(revoked)
 
 
 @router.delete("/v1/admin/nodes/{node_id}")

@@ -10,6 +10,7 @@ token is used up in the same transaction, and an audit record ``node.join`` name
 from __future__ import annotations
 
 import asyncio
+import logging
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Request
@@ -23,6 +24,7 @@ from .admin import Body, _node
 from .gate import Gate
 
 router = APIRouter()
+log = logging.getLogger("allmende.gateway")
 
 
 class Join(Body):
@@ -55,24 +57,20 @@ async def join(body: Join, request: Request) -> dict[str, Any]:
     gateway: Gateway = request.app.state.gateway
     models = await probe(url, body.api_key, gateway.pool.timeout)
 
-    def redeem() -> tuple[joins.JoinToken, nodes.Node]:
-        token, node = joins.redeem(
-            database, secret, url, name=body.name, slots=body.slots, api_key=body.api_key
-        )
-        data = {
-            "node_id": node.id,
-            "member": node.member,
-            "name": node.name,
-            "url": node.url,
-            "slots": node.slots,
-            "has_api_key": node.api_key is not None,
-            "token": token.prefix,
-        }
-        audit.append("node.join", data, member_id=node.member_id)
-        return token, node
-
-    _, node = await asyncio.to_thread(redeem)
-    await gateway.pool.refresh()  # offer its models now, not at the next health check
+    _, node = await asyncio.to_thread(
+        joins.redeem,
+        database,
+        secret,
+        url,
+        name=body.name,
+        slots=body.slots,
+        api_key=body.api_key,
+        audit=audit,
+    )
+    try:
+        await gateway.pool.refresh()  # offer its models now, not at the next health check
+    except Exception:  # the node is in; the periodic check will pick it up
+        log.exception("Checking the nodes after node %d joined failed", node.id)
     return {**_node(node), "models": models}
 
 

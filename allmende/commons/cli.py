@@ -448,8 +448,29 @@ def nodes_tokens(ctx: click.Context, member: str | None, as_json: bool) -> None:
         click.echo(json.dumps(rows, indent=2))
         return
     for row in rows:
-        state = f"used by node {row['node_id']}" if row["used"] else f"expires {row['expires']}"
+        if row["used"]:
+            state = f"used by node {row['node_id']}"
+        elif row["revoked"]:
+            state = f"revoked {row['revoked']}"
+        else:
+            state = f"expires {row['expires']}"
         click.echo(f"{row['id']:>5}  {row['member']:<20} {row['prefix']}...  {state}")
+
+
+@nodes.command("revoke-token")
+@click.argument("token_id", type=int)
+@click.pass_context
+def nodes_revoke_token(ctx: click.Context, token_id: int) -> None:
+    """Make an unused join token unusable."""
+    try:
+        token = joins.revoke(_open(ctx), token_id)
+    except AllmendeError as exc:
+        raise _fail(exc) from None
+    if token.used is not None:
+        raise click.ClickException(
+            f"join token {token_id} was already used by node {token.node_id}"
+        )
+    click.echo(f"Revoked join token {token_id} ({token.prefix}...).")
 
 
 @nodes.command("join")

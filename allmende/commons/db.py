@@ -129,6 +129,7 @@ join_tokens = sa.Table(
     sa.Column("created", UTCDateTime, nullable=False),
     sa.Column("expires", UTCDateTime, nullable=False),
     sa.Column("used", UTCDateTime, nullable=True),
+    sa.Column("revoked", UTCDateTime, nullable=True),
     sa.Column("node_id", sa.Integer, sa.ForeignKey("nodes.id"), nullable=True),
 )
 

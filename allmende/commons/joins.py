@@ -18,8 +18,9 @@ from typing import Any, cast
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
 
-from ..errors import AuthenticationError, InvalidRequestError
+from ..errors import AuthenticationError, InvalidRequestError, NotFoundError
 from . import db, nodes
+from .audit import AuditLog, Entry
 from .keys import hash_key, store_secret
 from .members import get_member
 
@@ -40,6 +41,8 @@ class JoinToken:
     max_slots: int | None = None
     used: datetime | None = None
     node_id: int | None = None
+    revoked: datetime | None = None
+    member_id: int = 0
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -51,6 +54,7 @@ class JoinToken:
             "max_slots": self.max_slots,
             "used": self.used.isoformat() if self.used else None,
             "node_id": self.node_id,
+            "revoked": self.revoked.isoformat() if self.revoked else None,
         }
 
 
@@ -95,7 +99,10 @@ def create_token(
             )
             .returning(db.join_tokens.c.id)
         ).scalar_one()
-        return JoinToken(token_id, owner.name, secret[:PREFIX_LEN], created, expires, max_slots)
+        prefix = secret[:PREFIX_LEN]
+        return JoinToken(
+            token_id, owner.name, prefix, created, expires, max_slots, member_id=owner.id
+        )
 
     info, secret = store_secret(engine, TOKEN_PREFIX, insert)
     return NewJoinToken(info, secret)
@@ -113,6 +120,7 @@ def _query() -> sa.Select[tuple[object, ...]]:
         t.c.slots,
         t.c.used,
         t.c.node_id,
+        t.c.revoked,
         t.c.member_id,
         m.c.removed.label("member_removed"),
     ).join(m, m.c.id == t.c.member_id)
@@ -128,6 +136,8 @@ def _info(row: sa.Row[tuple[object, ...]]) -> JoinToken:
         cast("int | None", row.slots),
         cast("datetime | None", row.used),
         cast("int | None", row.node_id),
+        cast("datetime | None", row.revoked),
+        cast(int, row.member_id),
     )
 
 
@@ -153,9 +163,12 @@ def check(engine: Engine, secret: str, *, at: datetime | None = None) -> JoinTok
 
 def _usable(row: sa.Row[tuple[object, ...]] | None, secret: str, at: datetime) -> JoinToken:
     stored = cast(str, row.hash) if row is not None else _DUMMY_HASH
-    if row is None or not hmac.compare_digest(stored, hash_key(secret)):
+    matches = hmac.compare_digest(stored, hash_key(secret))  # the same work for unknown ones
+    if row is None or not matches:
         raise AuthenticationError(_UNKNOWN)
     info = _info(row)
+    if info.revoked is not None:
+        raise AuthenticationError("This join token has been revoked.")
     if info.used is not None:
         raise AuthenticationError("This join token has been used already.")
     if info.expires <= at:
@@ -163,6 +176,21 @@ def _usable(row: sa.Row[tuple[object, ...]] | None, secret: str, at: datetime) -
     if row.member_removed is not None:
         raise AuthenticationError("The member of this join token has been removed.")
     return info
+
+
+def revoke(engine: Engine, token_id: int) -> JoinToken:
+    """Make an unused token unusable (revoking it again, or a used one, changes nothing)."""
+    t = db.join_tokens
+    with db.write(engine) as conn:
+        conn.execute(
+            sa.update(t)
+            .where(t.c.id == token_id, t.c.revoked.is_(None), t.c.used.is_(None))
+            .values(revoked=db.now())
+        )
+        row = conn.execute(_query().where(t.c.id == token_id)).first()
+    if row is None:
+        raise NotFoundError(f"No join token {token_id}.")
+    return _info(row)
 
 
 def redeem(
@@ -173,9 +201,11 @@ def redeem(
     name: str | None = None,
     slots: int = 4,
     api_key: str | None = None,
+    audit: AuditLog | None = None,
 ) -> tuple[JoinToken, nodes.Node]:
     """Add the node at `url` for the token's member and use the token up, in one transaction
-    (two nodes racing with one token: one joins, the other gets 401)."""
+    (two nodes racing with one token: one joins, the other gets 401), with the audit record
+    ``node.join`` (when `audit` is given) in the same transaction."""
     url = nodes.check_url(url)
     with db.write(engine) as conn:
         query = _query().where(db.join_tokens.c.prefix == secret[:PREFIX_LEN])
@@ -188,11 +218,25 @@ def redeem(
                 f"This join token allows at most {token.max_slots} slots.", param="slots"
             )
         node = nodes.add_node_in(conn, token.member, name, url, slots=slots, api_key=api_key)
-        conn.execute(
-            sa.update(db.join_tokens)
-            .where(db.join_tokens.c.id == token.id)
+        t = db.join_tokens
+        done = conn.execute(
+            sa.update(t)
+            .where(t.c.id == token.id, t.c.used.is_(None), t.c.revoked.is_(None))
             .values(used=node.created, node_id=node.id)
         )
+        if done.rowcount != 1:  # cannot happen under the lock; never add a node twice
+            raise AuthenticationError("This join token has been used already.")
+        if audit is not None:
+            data = {
+                "node_id": node.id,
+                "member": node.member,
+                "name": node.name,
+                "url": node.url,
+                "slots": node.slots,
+                "has_api_key": node.api_key is not None,
+                "token": token.prefix,
+            }
+            audit.append_in(conn, [Entry("node.join", data, member_id=node.member_id)])
     return token, node
 
 
@@ -206,4 +250,5 @@ __all__ = [
     "list_tokens",
     "looks_like_token",
     "redeem",
+    "revoke",
 ]

@@ -101,6 +101,15 @@ def _envelope(raw: bytes, reason: str) -> tuple[str, str | None, str | None]:
     return _fields(body, reason)
 
 
+def _text_arguments(call: dict[str, Any]) -> dict[str, Any]:
+    """A tool call with its arguments as JSON text, as OpenAI sends them (some servers send
+    an object)."""
+    fn = call.get("function")
+    if isinstance(fn, dict) and not isinstance(fn.get("arguments", ""), str):
+        return {**call, "function": {**fn, "arguments": json.dumps(fn["arguments"])}}
+    return call
+
+
 def _answer(raw: bytes, text_key: str) -> list[Event]:
     """A non-streamed completion as the events a stream of it would give."""
     try:
@@ -112,7 +121,8 @@ def _answer(raw: bytes, text_key: str) -> list[Event]:
             source = (choice.get("message") or {}) if text_key == "content" else choice
             text = source.get(text_key) or None
             tool_calls = [  # as stream deltas, which carry each call's place
-                {"index": i, **call} for i, call in enumerate(source.get("tool_calls") or [])
+                {"index": i, **_text_arguments(call)}
+                for i, call in enumerate(source.get("tool_calls") or [])
             ] or None
             reason = choice.get("finish_reason") or "stop"
             events.append(Delta(int(choice.get("index", 0)), text, tool_calls, reason))

@@ -8,6 +8,7 @@ import pytest
 from sqlalchemy.engine import Engine
 
 from allmende.commons import db, joins, members, nodes
+from allmende.commons.audit import AuditLog
 from allmende.errors import AuthenticationError, InvalidRequestError, NotFoundError
 
 
@@ -79,3 +80,30 @@ def test_creation_is_checked(engine: Engine) -> None:
         joins.create_token(engine, "acme", expires=db.now() - timedelta(seconds=1))
     with pytest.raises(InvalidRequestError, match="max_slots"):
         joins.create_token(engine, "acme", max_slots=0)
+
+
+def test_revoked_tokens_are_refused_and_used_ones_stay(engine: Engine) -> None:
+    members.add_member(engine, "acme")
+    spare = joins.create_token(engine, "acme")
+    used = joins.create_token(engine, "acme")
+    joins.redeem(engine, used.secret, "http://10.0.0.5:8000")
+    assert joins.revoke(engine, spare.info.id).revoked is not None
+    with pytest.raises(AuthenticationError, match="revoked"):
+        joins.redeem(engine, spare.secret, "http://10.0.0.6:8000")
+    after = joins.revoke(engine, used.info.id)
+    assert after.revoked is None and after.node_id is not None  # history as it was
+    with pytest.raises(NotFoundError):
+        joins.revoke(engine, 999)
+    assert len(nodes.list_nodes(engine)) == 1
+
+
+def test_the_join_and_its_audit_record_commit_together(engine: Engine) -> None:
+    members.add_member(engine, "acme")
+    log = AuditLog(engine)
+    new = joins.create_token(engine, "acme")
+    _, node = joins.redeem(engine, new.secret, "http://10.0.0.5:8000", audit=log)
+    [record] = log.records()
+    assert record.kind == "node.join" and record.data["node_id"] == node.id
+    assert record.data["token"] == new.info.prefix and new.secret not in str(record.data)
+    assert record.member_id == node.member_id
+    assert log.verify().ok

@@ -27,6 +27,7 @@ def upgrade() -> None:
         sa.Column("created", sa.DateTime, nullable=False),
         sa.Column("expires", sa.DateTime, nullable=False),
         sa.Column("used", sa.DateTime, nullable=True),
+        sa.Column("revoked", sa.DateTime, nullable=True),
         sa.Column("node_id", sa.Integer, sa.ForeignKey("nodes.id"), nullable=True),
     )
     op.create_index("ix_join_tokens_member_id", "join_tokens", ["member_id"])
