@@ -18,6 +18,7 @@ as the OpenAI envelope ``{"error": {"message", "type", "param", "code"}}`` with 
     ├── EngineError                    500 server_error (message never carries internals)
     │   ├── UpstreamError              502 server_error code=upstream_error
     │   └── UpstreamTimeoutError       504 server_error code=upstream_timeout
+    ├── LoopDetectedError              508 server_error code=loop_detected (Allmende-Via)
     └── ConfigError                    (start-up only: bad settings or model sources)
 """
 
@@ -117,6 +118,14 @@ class UpstreamError(EngineError):
 class UpstreamTimeoutError(UpstreamError):
     status = 504
     code = "upstream_timeout"
+
+
+class LoopDetectedError(AllmendeError):
+    """The request came back to a server it had passed (a node that leads to its gateway)."""
+
+    status = 508
+    type = "server_error"
+    code = "loop_detected"
 
 
 class ConfigError(AllmendeError):

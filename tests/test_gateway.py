@@ -359,3 +359,49 @@ async def test_a_slow_non_streamed_answer_times_out_without_marking_nodes_down(
             async with client.stream("POST", "/v1/chat/completions", json=body) as s:
                 lines = [line async for line in s.aiter_lines() if line.startswith("data: ")]
             assert lines[-1] == "data: [DONE]" and not any('"error"' in x for x in lines)
+
+
+async def test_a_node_that_leads_back_to_its_gateway_is_a_detected_loop(
+    tmp_path: Path, gw: Commons
+) -> None:
+    engine = gw.engine()
+    members.add_member(engine, "acme")
+    admin = keys.create_key(engine, "acme", scope="admin").secret
+    async with AsyncExitStack() as stack:
+        real = await start_node(stack, tmp_path, "a", fake_engine("demo", responses=["ok"]))
+        nodes.add_node(engine, "acme", "real", real)
+        gateway = await stack.enter_async_context(live_server([], gw.settings()))
+        loop = nodes.add_node(engine, "acme", "itself", gateway)  # registered by mistake
+        headers = {"Authorization": f"Bearer {admin}"}
+        async with httpx.AsyncClient(base_url=gateway, timeout=10, headers=headers) as client:
+            await until(client, lambda m: "demo" in m)
+            for _ in range(4):  # whichever node is picked, the answer comes from the real one
+                r = await client.post("/v1/chat/completions", json=CHAT)
+                assert r.status_code == 200, r.text
+                assert r.json()["choices"][0]["message"]["content"] == "ok"
+            # The health check of itself hears 508 and marks the node down.
+            await asyncio.sleep(0.5)
+            r = await client.get("/v1/admin/nodes")
+            assert r.status_code == 200, r.text
+            row = {n["id"]: n for n in r.json()["data"]}[loop.id]
+            assert row["status"] == "down" and "508" in row["error"]
+    engine.dispose()
+
+
+async def test_allmende_via_names_the_servers_a_request_passed(tmp_path: Path) -> None:
+    settings = Settings(data_dir=str(tmp_path), default_models=False)
+    async for app, client in serve_app([fake_engine("demo")], settings):
+        me = app.state.instance
+        for path, body in (("/v1/chat/completions", CHAT), ("/v1/embeddings", None)):
+            headers = {"Allmende-Via": f"other,{me}"}
+            r = await client.post(
+                path, json=body or {"model": "demo", "input": "x"}, headers=headers
+            )
+            assert r.status_code == 508, r.text
+            assert r.json()["error"]["code"] == "loop_detected"
+        assert (await client.get("/v1/models", headers={"Allmende-Via": me})).status_code == 508
+        too_many = ",".join(f"s{i}" for i in range(16))
+        r = await client.get("/v1/models", headers={"Allmende-Via": too_many})
+        assert r.status_code == 400
+        r = await client.post("/v1/chat/completions", json=CHAT, headers={"Allmende-Via": "a,b"})
+        assert r.status_code == 200

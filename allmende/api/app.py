@@ -15,6 +15,7 @@ from .. import __version__
 from ..config import Settings
 from ..engines.base import Engine
 from ..errors import RequestTooLargeError
+from ..gateway import context
 from ..gateway.service import Gateway
 from . import errors
 from .admin import router as admin_router
@@ -100,8 +101,12 @@ def create_app(
     settings: Settings,
     engines: list[Engine],
     on_ready: Callable[[], None] | None = None,
+    instance: str | None = None,
 ) -> FastAPI:
-    """The app serving `engines`. Models load in the background; `/health` says when ready."""
+    """The app serving `engines`. Models load in the background; `/health` says when ready.
+    `instance`: this server's id in `Allmende-Via` (shared by the workers of one `serve`;
+    random if not given)."""
+    instance = instance or context.new_instance()
     metrics = Metrics()
 
     def track(engine: Engine) -> None:
@@ -111,7 +116,9 @@ def create_app(
 
     for engine in engines:
         track(engine)
-    gateway = Gateway(settings, local_models=[e.model_id for e in engines], on_engine=track)
+    gateway = Gateway(
+        settings, local_models=[e.model_id for e in engines], on_engine=track, instance=instance
+    )
     metrics.track_nodes(gateway.pool)
     registry = ModelRegistry(engines, gateway)
     gate = Gate(settings)
@@ -142,6 +149,7 @@ def create_app(
     app.state.metrics = metrics
     app.state.gate = gate
     app.state.gateway = gateway
+    app.state.instance = instance
     errors.install(app)
     app.include_router(router)
     app.include_router(openness_router)

@@ -55,7 +55,7 @@ async def join(body: Join, request: Request) -> dict[str, Any]:
     await asyncio.to_thread(joins.check, database, secret)  # 401 before anything else
     url = nodes.check_url(body.url)
     gateway: Gateway = request.app.state.gateway
-    models = await probe(url, body.api_key, gateway.pool.timeout)
+    models = await probe(url, body.api_key, gateway.pool.timeout, gateway.pool.instance)
 
     _, node = await asyncio.to_thread(
         joins.redeem,

@@ -36,6 +36,12 @@ async def _admit(request: Request) -> Principal | None:
     return await _gate(request).admit(request)
 
 
+def _via(request: Request) -> tuple[str, ...]:
+    """The servers the request passed, this one added; 508 when it passed this one before."""
+    instance: str = request.app.state.instance
+    return context.passed(request.headers.get(context.VIA_HEADER), instance)
+
+
 def _metrics(request: Request) -> Metrics:
     metrics: Metrics = request.app.state.metrics
     return metrics
@@ -58,6 +64,7 @@ def model_object(engine: Engine) -> dict[str, Any]:
 
 @router.get("/v1/models")
 async def list_models(request: Request) -> dict[str, Any]:
+    _via(request)  # a gateway health-checking itself as a node hears 508
     await _admit(request)
     engines = _models(request).listed()
     return {"object": "list", "data": [model_object(e) for e in engines]}
@@ -65,6 +72,7 @@ async def list_models(request: Request) -> dict[str, Any]:
 
 @router.get("/v1/models/{model_id:path}")
 async def get_model(model_id: str, request: Request) -> dict[str, Any]:
+    _via(request)
     await _admit(request)
     registry = _models(request)
     engine = registry.find(model_id)
@@ -78,11 +86,14 @@ async def get_model(model_id: str, request: Request) -> dict[str, Any]:
 async def chat_completions(
     body: ChatCompletionRequest, request: Request
 ) -> JSONResponse | StreamingResponse:
+    via = _via(request)
     principal = await _admit(request)
     check_request(body, "chat")
     body.stops()  # validate early
     engine = _models(request).get(body.model)
-    generation = Generation("chat", engine, body, _metrics(request), _gate(request), principal)
+    generation = Generation(
+        "chat", engine, body, _metrics(request), _gate(request), principal, via=via
+    )
     return await generation.respond()
 
 
@@ -90,25 +101,27 @@ async def chat_completions(
 async def completions(
     body: CompletionRequest, request: Request
 ) -> JSONResponse | StreamingResponse:
+    via = _via(request)
     principal = await _admit(request)
     check_request(body, "completions")
     body.stops()
     engine = _models(request).get(body.model)
     generation = Generation(
-        "completion", engine, body, _metrics(request), _gate(request), principal
+        "completion", engine, body, _metrics(request), _gate(request), principal, via=via
     )
     return await generation.respond()
 
 
 @router.post("/v1/embeddings")
 async def embeddings(body: EmbeddingRequest, request: Request) -> dict[str, Any]:
+    via = _via(request)
     principal = await _admit(request)
     check_request(body, "embeddings")
     texts = body.inputs()
     if len(texts) > 2048:
         raise InvalidRequestError("At most 2048 inputs per request.", param="input")
     engine = _models(request).get(body.model)
-    placed = context.RequestContext(principal.member_id if principal else None)
+    placed = context.RequestContext(principal.member_id if principal else None, via=via)
     token = context.current.set(placed)
     try:
         result = await engine.embed(texts)

@@ -115,6 +115,8 @@ class Generation:
         metrics: Metrics,
         gate: Gate | None = None,
         principal: Principal | None = None,
+        *,
+        via: tuple[str, ...] = (),
     ) -> None:
         self.kind = kind
         self.engine = engine
@@ -128,7 +130,7 @@ class Generation:
         self.created = int(time.time())
         self.started = time.perf_counter()
         self.endpoint = "/v1/chat/completions" if kind == "chat" else "/v1/completions"
-        self.context = context.RequestContext(principal.member_id if principal else None)
+        self.context = context.RequestContext(principal.member_id if principal else None, via=via)
         # The answer so far, per choice: kept only when the audit log records content.
         self.answer: dict[int, str] | None = (
             {} if gate is not None and gate.settings.audit_content and principal else None

@@ -32,6 +32,7 @@ def serve(config_file: Path | None, **flags: Any) -> None:
     import uvicorn
 
     from ..api import create_app
+    from ..gateway.context import new_instance
 
     settings = load_settings(config_file, flags)
     setup_logging(settings.log_level)
@@ -88,8 +89,10 @@ def serve(config_file: Path | None, **flags: Any) -> None:
         click.echo(f"Allmende ready: {url}/v1 (models: {names})")
         sys.stdout.flush()
 
+    instance = new_instance()  # one id for every worker of this server (Allmende-Via)
+
     def run() -> None:
-        app = create_app(settings, engines, on_ready=ready)
+        app = create_app(settings, engines, on_ready=ready, instance=instance)
         config = uvicorn.Config(
             app, log_level=settings.log_level, access_log=settings.log_level == "debug"
         )

@@ -29,6 +29,7 @@ from ..errors import (
     AllmendeError,
     ConfigError,
     InvalidRequestError,
+    LoopDetectedError,
     ModelNotFoundError,
     NotFoundError,
     OverloadedError,
@@ -37,6 +38,7 @@ from ..errors import (
     UpstreamError,
     UpstreamTimeoutError,
 )
+from ..gateway import context
 from ..protocol import ChatCompletionRequest, CompletionRequest
 from .base import Capabilities, Delta, Embeddings, Engine, EngineOptions, Event, ModelCard, Usage
 
@@ -300,6 +302,8 @@ class UpstreamEngine(Engine):
             return RateLimitError(message, retry_after=retry or self.options.retry_after)
         if status == 503:
             return OverloadedError(message, retry_after=retry or self.options.retry_after)
+        if status == 508:
+            return LoopDetectedError(message)
         if status >= 500:
             return UpstreamError(f"The upstream server failed (HTTP {status}).")
         return UpstreamError(f"The upstream server rejected the request (HTTP {status}): {message}")
@@ -323,7 +327,9 @@ class UpstreamEngine(Engine):
         else:  # the client waits for the whole answer anyway: one JSON body is cheaper
             payload.pop("stream_options", None)
         with self._errors():
-            async with self._http().post(self.base + path, json=payload) as response:
+            async with self._http().post(
+                self.base + path, json=payload, headers=context.outgoing()
+            ) as response:
                 if response.status >= 400:
                     raise self._status(response, await response.read())
                 if streamed:
@@ -381,7 +387,9 @@ class UpstreamEngine(Engine):
     async def embed(self, texts: list[str]) -> Embeddings:
         payload = {"model": await self._target(), "input": texts, "encoding_format": "float"}
         with self._errors():
-            async with self._http().post(self.base + "/embeddings", json=payload) as response:
+            async with self._http().post(
+                self.base + "/embeddings", json=payload, headers=context.outgoing()
+            ) as response:
                 raw = await response.read()
         if response.status >= 400:
             raise self._status(response, raw)

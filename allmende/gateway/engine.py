@@ -19,6 +19,7 @@ from ..engines.upstream import UpstreamEngine
 from ..errors import (
     AllmendeError,
     InvalidRequestError,
+    LoopDetectedError,
     NotFoundError,
     OverloadedError,
     RequestTooLargeError,
@@ -36,7 +37,7 @@ NOT_RETRIED = (InvalidRequestError, RequestTooLargeError)
 
 def _node_failed(exc: AllmendeError) -> bool:
     """Whether an error says the node (not the request) is in trouble: mark it down."""
-    return isinstance(exc, UpstreamError | UpstreamTimeoutError)
+    return isinstance(exc, UpstreamError | UpstreamTimeoutError | LoopDetectedError)
 
 
 class PoolEngine(Engine):

@@ -33,6 +33,7 @@ from ..config import Settings
 from ..engines.upstream import UpstreamEngine, UpstreamOptions, base_url
 from ..errors import InvalidRequestError
 from ..openness.policy import OpennessPolicy
+from . import context
 
 log = logging.getLogger("allmende.gateway")
 
@@ -78,8 +79,10 @@ class NodePool:
         *,
         local_models: Iterable[str] = (),
         on_change: Callable[[], None] | None = None,
+        instance: str = "",
     ) -> None:
         self.settings = settings
+        self.instance = instance  # sent in Allmende-Via with health checks: a loop shows
         self.check_interval = settings.node_check_interval
         self.timeout = settings.node_timeout
         self._refreshing = asyncio.Lock()
@@ -151,7 +154,7 @@ class NodePool:
             self.on_change()
 
     def _client(self, node: Node) -> httpx.AsyncClient:
-        headers = {"Authorization": f"Bearer {node.api_key}"} if node.api_key else {}
+        headers = _headers(node.api_key, self.instance)
         return httpx.AsyncClient(base_url=base_url(node.url), headers=headers, timeout=self.timeout)
 
     async def _close(self, state: NodeState) -> None:
@@ -286,10 +289,18 @@ def _reason(exc: Exception) -> str:
     return type(exc).__name__
 
 
-async def probe(url: str, api_key: str | None, timeout: float) -> list[str]:
-    """The model ids a would-be node at `url` lists now; `InvalidRequestError` (400, about
-    ``url``) when it cannot be reached or gives no OpenAI model listing."""
+def _headers(api_key: str | None, instance: str) -> dict[str, str]:
     headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
+    if instance:
+        headers[context.VIA_HEADER] = instance
+    return headers
+
+
+async def probe(url: str, api_key: str | None, timeout: float, instance: str = "") -> list[str]:
+    """The model ids a would-be node at `url` lists now; `InvalidRequestError` (400, about
+    ``url``) when it cannot be reached or gives no OpenAI model listing (508 from a URL that
+    leads back to this server)."""
+    headers = _headers(api_key, instance)
     async with httpx.AsyncClient(base_url=base_url(url), headers=headers, timeout=timeout) as c:
         try:
             return sorted(await _listing(c))

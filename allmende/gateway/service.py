@@ -28,9 +28,12 @@ class Gateway:
         *,
         local_models: Iterable[str] = (),
         on_engine: Callable[[PoolEngine], None] | None = None,
+        instance: str = "",
     ) -> None:
         self.settings = settings
-        self.pool = NodePool(settings, local_models=local_models, on_change=self.sync)
+        self.pool = NodePool(
+            settings, local_models=local_models, on_change=self.sync, instance=instance
+        )
         self.engines: dict[str, PoolEngine] = {}
         self.on_engine = on_engine
 
