@@ -64,9 +64,9 @@ def serve_instrumented(argv: list[str]) -> None:
     recorder.Recorder._write = timed_write  # type: ignore[method-assign]
     generate = engine.PoolEngine._generate
 
-    async def timed_generate(self: Any, start: Any) -> Any:
+    async def timed_generate(self: Any, *args: Any) -> Any:
         began, first = time.perf_counter(), True
-        async for event in generate(self, start):
+        async for event in generate(self, *args):
             if first:
                 times["upstream_first"].append(time.perf_counter() - began)
                 first = False

@@ -224,6 +224,7 @@ class Limiter:
         self._lock = threading.Lock()
         self._views: dict[tuple[int, str], WindowState] = {}
         self._pending: dict[tuple[int, str, int], list[int]] = {}
+        self._pending_since: float | None = None  # time.monotonic() when counts started waiting
         self.on_pending: Callable[[], None] | None = None  # called when counts start waiting
 
     def admit(self, principal: Principal, *, at: float | None = None) -> bool:
@@ -272,25 +273,31 @@ class Limiter:
 
     def _add(self, key: int, span: str, start: int, requests: int, tokens: int) -> None:
         was_empty = not self._pending
+        if was_empty:
+            self._pending_since = time.monotonic()
         counts = self._pending.setdefault((key, span, start), [0, 0])
         counts[0] += requests
         counts[1] += tokens
         if was_empty and self.on_pending is not None:
             self.on_pending()
 
-    def has_pending(self) -> bool:
+    def pending_since(self) -> float | None:
+        """When (`time.monotonic()`) the counts now waiting started to wait; None if none."""
         with self._lock:
-            return bool(self._pending)
+            return self._pending_since if self._pending else None
 
     def take_pending(self) -> list[Delta]:
         """What was counted since the last call, for `add_in`."""
         with self._lock:
             pending, self._pending = self._pending, {}
+            self._pending_since = None
         return [(k, span, start, r, t) for (k, span, start), (r, t) in pending.items()]
 
     def restore_pending(self, deltas: list[Delta]) -> None:
         """Put back what `take_pending` gave when it could not be written."""
         with self._lock:
+            if not self._pending and deltas:
+                self._pending_since = time.monotonic()
             for key, span, start, requests, tokens in deltas:
                 counts = self._pending.setdefault((key, span, start), [0, 0])
                 counts[0] += requests

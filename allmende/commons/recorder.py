@@ -20,6 +20,7 @@ import asyncio
 import logging
 import queue
 import threading
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -94,10 +95,16 @@ class Recorder:
         except RuntimeError:  # not in a loop: no timer to set; wake the writer now
             self._queue.put(_FLUSH)
             return
-        loop.call_later(FLUSH_DELAY, self._flush_if_pending)
+        loop.call_later(FLUSH_DELAY, self._flush_if_waiting, time.monotonic())
 
-    def _flush_if_pending(self) -> None:
-        if not self._closed and self.limiter is not None and self.limiter.has_pending():
+    def _flush_if_waiting(self, started: float) -> None:
+        """Wake the writer if counts that were waiting at `started` still wait. Counts that
+        started to wait later have a timer of their own: under steady traffic each request
+        takes the counts along, and no commit is spent on counts alone."""
+        if self._closed or self.limiter is None:
+            return
+        since = self.limiter.pending_since()
+        if since is not None and since <= started:
             self._queue.put(_FLUSH)
 
     def close(self, timeout: float = 30.0) -> None:

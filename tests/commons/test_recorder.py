@@ -14,7 +14,7 @@ from sqlalchemy.engine import Engine
 
 from allmende.commons import db, keys, ledger, limits, members
 from allmende.commons.audit import AuditLog, Entry
-from allmende.commons.recorder import Recorder
+from allmende.commons.recorder import FLUSH_DELAY, Recorder
 from allmende.errors import AuthenticationError, RateLimitError
 
 T0 = datetime(2025, 3, 1, 12, 0, 15, tzinfo=UTC).timestamp()  # 15 s into a minute
@@ -130,6 +130,37 @@ async def test_counts_reach_the_database_with_the_records(engine: Engine) -> Non
             await asyncio.sleep(0.01)
         else:
             pytest.fail("the pending count was not written")
+    finally:
+        recorder.close()
+
+
+async def test_counts_that_a_request_takes_along_cost_no_commit_of_their_own(
+    engine: Engine,
+) -> None:
+    p = principal(engine, keys.Limits(rpm=1000))
+    limiter = limits.Limiter()
+    recorder = Recorder(engine, AuditLog(engine), limiter)
+    try:
+        limiter.merge(p.key_id, limits.admit_principal(engine, p))
+        for i in range(5):  # steady traffic: each request's counts go out with its record
+            assert limiter.admit(p)
+            await recorder.record(*work(p, i))
+            await asyncio.sleep(0.01)
+        await asyncio.sleep(2 * FLUSH_DELAY)  # every timer has fired by now
+        assert recorder.batches == 5
+        # Counts waiting since before a timer was set are flushed by it; newer ones are not.
+        limiter.on_pending = None  # this time the test fires the timers by hand
+        assert limiter.admit(p)
+        since = limiter.pending_since()
+        assert since is not None
+        recorder._flush_if_waiting(since - 1.0)
+        await asyncio.sleep(0.1)
+        assert recorder.batches == 5
+        recorder._flush_if_waiting(since)
+        deadline = time.monotonic() + 5
+        while recorder.batches == 5 and time.monotonic() < deadline:
+            await asyncio.sleep(0.01)
+        assert recorder.batches == 6 and limiter.pending_since() is None
     finally:
         recorder.close()
 
