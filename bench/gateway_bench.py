@@ -37,6 +37,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from statistics import median
 from typing import Any, cast
 
 import httpx
@@ -253,6 +254,12 @@ def cpu_jiffies(pids: list[int]) -> int:
             continue
         total += sum(int(x) for x in stat[11:15])  # utime, stime, cutime, cstime
     return total
+
+
+def steal_seconds() -> float:
+    """CPU time the hypervisor gave to others (all CPUs, since boot): noise on a shared VM."""
+    fields = Path("/proc/stat").read_text().split("\n")[0].split()
+    return int(fields[8]) / os.sysconf("SC_CLK_TCK") if len(fields) > 8 else 0.0
 
 
 def machine_jiffies() -> tuple[int, int]:
@@ -599,6 +606,11 @@ def fmt(v: float | None, digits: int = 1) -> str:
     return "–" if v is None else f"{v:,.{digits}f}"
 
 
+def _range(span: list[float] | None, digits: int) -> str:
+    """`` (low–high)`` over the rounds, when there were several."""
+    return "" if span is None else f" ({fmt(span[0], digits)}–{fmt(span[1], digits)})"
+
+
 def table(results: dict[str, Any], levels: list[int]) -> str:
     head = ["Target", "conns", "req/s", "p50 ms", "p99 ms", "added p50 / p99 ms vs direct"]
     head += ["errors (non-2xx + socket)", "server CPU ms/req", "peak RSS MiB"]
@@ -621,8 +633,8 @@ def table(results: dict[str, Any], levels: list[int]) -> str:
                 [
                     name,
                     str(conns),
-                    fmt(s["rps"], 0),
-                    fmt(s["p50_ms"], 2),
+                    fmt(s["rps"], 0) + _range(s.get("rps_range"), 0),
+                    fmt(s["p50_ms"], 2) + _range(s.get("p50_range"), 2),
                     fmt(s["p99_ms"], 2),
                     added,
                     str(errors),
@@ -667,7 +679,86 @@ def machine_info(args: argparse.Namespace) -> dict[str, Any]:
         **{k: getattr(args, k) for k in ("duration", "warmup", "connections", "wrk_threads")},
         "targets": args.targets,
         "loadavg_start": os.getloadavg(),
+        "steal_s_start": steal_seconds(),
+        "repeat": args.repeat,
     }
+
+
+def run_target(
+    name: str,
+    factory: Callable[[Path], Server],
+    upstream: Server,
+    args: argparse.Namespace,
+    workdir: Path,
+) -> dict[str, Any]:
+    """Start one target, measure it at every connection count, stop it, check its ledger."""
+    server = factory(workdir)
+    try:
+        if server is not upstream:
+            server.start()
+        res = measure(server, upstream, args, workdir)
+        res["cmd"] = server.cmd
+    except (RuntimeError, subprocess.CalledProcessError, httpx.HTTPError) as exc:
+        progress(f"[{name}] failed: {exc}")
+        return {"error": str(exc)}
+    finally:
+        if server is not upstream:
+            server.stop()
+    if name in ALLMENDE_TARGETS:
+        slack = 2 * sum(args.connections)  # warm-up + run at each level
+        res["commons"] = check_commons(
+            workdir / f"{name}-data", res["sent_ok"], res["sent_status_errors"], slack
+        )
+        c = res["commons"]
+        progress(
+            f"  [{name}] ledger: {c['ledger_ok_rows']} rows with status 200 "
+            f"({c['ledger_rows']} in all), wrk counted {c['wrk_ok']} successful "
+            f"(+ up to {slack} in flight when wrk stopped): {c['verdict']}; "
+            f"audit {c['audit_records']} records, verify "
+            f"{'ok' if c['audit_verify_ok'] else c['audit_verify_reason']}"
+        )
+    return res
+
+
+def combine(runs: list[dict[str, Any]]) -> dict[str, Any]:
+    """One target's rounds as one result: each figure's median over the rounds that worked
+    (with the range of req/s and p50), the largest peak RSS, every ledger check."""
+    done = [r for r in runs if "levels" in r]
+    if not done:
+        return runs[-1]
+    if len(done) == 1 and len(runs) == 1:
+        return done[0]
+    levels: dict[str, Any] = {}
+    for conns in done[0]["levels"]:
+        rows = [r["levels"][conns] for r in done if conns in r["levels"]]
+        level = {
+            k: median([row[k] for row in rows])
+            for k, v in rows[0].items()
+            if isinstance(v, int | float) and not isinstance(v, bool)
+        }
+        level["errors_status"] = sum(row["errors_status"] for row in rows)  # all rounds
+        level["errors_socket"] = {
+            k: sum(row["errors_socket"][k] for row in rows) for k in rows[0]["errors_socket"]
+        }
+        level["rps_range"] = [min(row["rps"] for row in rows), max(row["rps"] for row in rows)]
+        level["p50_range"] = [min(r["p50_ms"] for r in rows), max(r["p50_ms"] for r in rows)]
+        level["rounds"] = len(rows)
+        levels[conns] = level
+    out: dict[str, Any] = {"levels": levels, "rounds": done}
+    rss = [r["peak_rss_mib"] for r in done if r.get("peak_rss_mib") is not None]
+    if rss:
+        out["peak_rss_mib"] = max(rss)
+    checks = [r["commons"] for r in done if "commons" in r]
+    if checks:
+        out["commons"] = {
+            **checks[-1],
+            "verdict": "ok" if all(c["verdict"] == "ok" for c in checks) else "MISMATCH",
+            "audit_verify_ok": all(c["audit_verify_ok"] for c in checks),
+            "rounds": checks,
+        }
+    if len(done) < len(runs):
+        out["failed_rounds"] = len(runs) - len(done)
+    return out
 
 
 def parse_args() -> argparse.Namespace:
@@ -679,6 +770,13 @@ def parse_args() -> argparse.Namespace:
     )
     p.add_argument("--targets", default=",".join(TARGETS), help=f"comma-separated of {TARGETS}")
     p.add_argument("--wrk-threads", type=int, default=1, help="wrk threads (default 1)")
+    p.add_argument(
+        "--repeat",
+        type=int,
+        default=1,
+        help="rounds: every target is measured this many times, in turn; the table shows\n"
+        "medians, with the range of req/s and p50 over the rounds (default 1)",
+    )
     p.add_argument("--keep", action="store_true", help="keep the work directory (logs, db)")
     p.add_argument("--serve-upstream", type=int, metavar="PORT", help=argparse.SUPPRESS)
     args = p.parse_args()
@@ -703,43 +801,25 @@ def main() -> None:
     upstream = upstream_server(workdir)
     try:
         upstream.start()
-        factories: dict[str, Callable[[], Server]] = {
-            "direct": lambda: direct_target(upstream),
-            "allmende": lambda: allmende_target(upstream.url, workdir, "allmende", 1),
-            "allmende-normal": lambda: allmende_target(
-                upstream.url, workdir, "allmende-normal", 1, sync="normal"
+        factories: dict[str, Callable[[Path], Server]] = {
+            "direct": lambda _: direct_target(upstream),
+            "allmende": lambda d: allmende_target(upstream.url, d, "allmende", 1),
+            "allmende-normal": lambda d: allmende_target(
+                upstream.url, d, "allmende-normal", 1, sync="normal"
             ),
-            "allmende-2w": lambda: allmende_target(upstream.url, workdir, "allmende-2w", 2),
-            "litellm": lambda: litellm_target(upstream.url, workdir),
+            "allmende-2w": lambda d: allmende_target(upstream.url, d, "allmende-2w", 2),
+            "litellm": lambda d: litellm_target(upstream.url, d),
         }
+        runs: dict[str, list[dict[str, Any]]] = {name: [] for name in args.targets}
+        for round_no in range(1, args.repeat + 1):
+            if args.repeat > 1:
+                progress(f"round {round_no} of {args.repeat}")
+            here = workdir / f"round-{round_no}"
+            here.mkdir()
+            for name in args.targets:
+                runs[name].append(run_target(name, factories[name], upstream, args, here))
         for name in args.targets:
-            server = factories[name]()
-            try:
-                if server is not upstream:
-                    server.start()
-                res = measure(server, upstream, args, workdir)
-                res["cmd"] = server.cmd
-            except (RuntimeError, subprocess.CalledProcessError, httpx.HTTPError) as exc:
-                progress(f"[{name}] failed: {exc}")
-                results[name] = {"error": str(exc)}
-                continue
-            finally:
-                if server is not upstream:
-                    server.stop()
-            if name in ALLMENDE_TARGETS:
-                slack = 2 * sum(args.connections)  # warm-up + run at each level
-                res["commons"] = check_commons(
-                    workdir / f"{name}-data", res["sent_ok"], res["sent_status_errors"], slack
-                )
-                c = res["commons"]
-                progress(
-                    f"  [{name}] ledger: {c['ledger_ok_rows']} rows with status 200 "
-                    f"({c['ledger_rows']} in all), wrk counted {c['wrk_ok']} successful "
-                    f"(+ up to {slack} in flight when wrk stopped): {c['verdict']}; "
-                    f"audit {c['audit_records']} records, verify "
-                    f"{'ok' if c['audit_verify_ok'] else c['audit_verify_reason']}"
-                )
-            results[name] = res
+            results[name] = combine(runs[name])
         results.setdefault("direct", {}).setdefault("peak_rss_mib", upstream.peak_rss_mib())
     finally:
         upstream.stop()
@@ -748,13 +828,18 @@ def main() -> None:
         else:
             progress(f"work directory kept: {workdir}")
     meta["loadavg_end"] = os.getloadavg()
+    meta["steal_s"] = steal_seconds() - meta.pop("steal_s_start")
     RESULTS_DIR.mkdir(parents=True, exist_ok=True)
     out = RESULTS_DIR / f"gateway-{dt.datetime.now():%Y-%m-%d-%H%M%S}.json"
     out.write_text(json.dumps({"meta": meta, "results": results}, indent=2) + "\n")
     print(table(results, args.connections))
     load = f"{meta['loadavg_start'][0]:.2f} → {meta['loadavg_end'][0]:.2f}"
     print(f"\n{meta['cpu']}, {meta['cores']} cores; wrk {args.wrk_threads} thread(s),")
-    print(f"{args.duration:g} s per run after {args.warmup:g} s warm-up; load avg (1 min) {load}")
+    rounds = f"{args.repeat} rounds (medians; ranges in brackets), " if args.repeat > 1 else ""
+    print(
+        f"{rounds}{args.duration:g} s per run after {args.warmup:g} s warm-up; load avg (1 min) "
+        f"{load}; CPU time stolen by the hypervisor during the runs: {meta['steal_s']:.1f} s"
+    )
     for name in ALLMENDE_TARGETS:
         c = results.get(name, {}).get("commons")
         if not c:
