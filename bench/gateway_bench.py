@@ -41,7 +41,7 @@ from statistics import median
 from typing import Any, cast
 
 import httpx
-from procs import log_tail, stop_group
+from procs import log_tail, stop_group, wait_ready
 
 HERE = Path(__file__).resolve().parent
 RESULTS_DIR = HERE / "results"
@@ -301,19 +301,9 @@ class Server:
                 start_new_session=True,
                 env=child_env(self.env),
             )
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                raise RuntimeError(f"{self.name} exited early:\n{self.log_tail()}")
-            try:
-                r = httpx.get(self.url + self.ready_path, headers=self.ready_headers, timeout=2)
-                if r.status_code == 200:
-                    progress(f"[{self.name}] ready at {self.url}")
-                    return
-            except httpx.HTTPError:
-                pass
-            time.sleep(0.3)
-        raise RuntimeError(f"{self.name} not ready after {timeout}s:\n{self.log_tail()}")
+        ready = self.url + self.ready_path
+        wait_ready(self.name, self.proc, ready, timeout, self.log_tail, headers=self.ready_headers)
+        progress(f"[{self.name}] ready at {self.url}")
 
     def pids(self) -> list[int]:
         return [] if self.proc is None else group_pids(self.proc.pid)

@@ -5,7 +5,11 @@ from __future__ import annotations
 import os
 import signal
 import subprocess
+import time
+from collections.abc import Callable
 from pathlib import Path
+
+import httpx
 
 
 def stop_group(proc: subprocess.Popen[bytes] | None) -> bool:
@@ -26,3 +30,28 @@ def stop_group(proc: subprocess.Popen[bytes] | None) -> bool:
 def log_tail(log: Path, n: int) -> str:
     """The last `n` lines of a server's log file."""
     return "\n".join(log.read_text(errors="replace").splitlines()[-n:])
+
+
+def wait_ready(
+    name: str,
+    proc: subprocess.Popen[bytes],
+    url: str,
+    timeout: float,
+    tail: Callable[[], str],
+    *,
+    headers: dict[str, str] | None = None,
+    poll: float = 0.3,
+) -> None:
+    """Until `url` answers 200; RuntimeError (with the log's tail) if the server exits first
+    or is not ready after `timeout` seconds."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"{name} exited early:\n{tail()}")
+        try:
+            if httpx.get(url, headers=headers, timeout=2).status_code == 200:
+                return
+        except httpx.HTTPError:
+            pass
+        time.sleep(poll)
+    raise RuntimeError(f"{name} not ready after {timeout}s:\n{tail()}")

@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-from procs import log_tail, stop_group
+from procs import log_tail, stop_group, wait_ready
 
 PROMPTS = [
     "Write a long story about a dragon who learns to bake bread.",
@@ -276,18 +276,10 @@ class Server:
             self.proc = subprocess.Popen(
                 self.cmd, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
             )
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                raise RuntimeError(f"{self.name} exited early:\n{self.log_tail()}")
-            try:
-                if httpx.get(self.url + self.ready_path, timeout=2).status_code == 200:
-                    progress(f"[{self.name}] ready on port {self.port}")
-                    return
-            except httpx.HTTPError:
-                pass
-            time.sleep(0.5)
-        raise RuntimeError(f"{self.name} not ready after {timeout}s:\n{self.log_tail()}")
+        wait_ready(
+            self.name, self.proc, self.url + self.ready_path, timeout, self.log_tail, poll=0.5
+        )
+        progress(f"[{self.name}] ready on port {self.port}")
 
     def stop(self) -> None:
         if stop_group(self.proc):
