@@ -9,17 +9,15 @@ from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
-from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from .. import __version__
 from ..config import Settings
 from ..engines.base import Engine
-from ..errors import RequestTooLargeError
 from ..gateway import context
 from ..gateway.service import Gateway
 from . import errors
 from .admin import router as admin_router
-from .errors import error_response
+from .fastpath import FastPath
 from .gate import Gate
 from .joins import router as joins_router
 from .metrics import Metrics
@@ -29,54 +27,6 @@ from .routes import router
 from .serving import ModelRegistry
 
 log = logging.getLogger("allmende.api")
-
-
-class BodyLimit:
-    """Refuse request bodies over `limit` bytes with a 413, before anything parses them."""
-
-    def __init__(self, app: ASGIApp, limit: int) -> None:
-        self.app = app
-        self.limit = limit
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
-        too_large = RequestTooLargeError(
-            f"The request body is larger than {self.limit} bytes.", param=None
-        )
-        for name, value in scope.get("headers", []):
-            if name == b"content-length" and value.isdigit() and int(value) > self.limit:
-                await error_response(too_large)(scope, receive, send)
-                return
-        # Read the body here (it is small by definition) so an over-long chunked body is
-        # refused before anything parses it; then replay it to the app.
-        chunks: list[bytes] = []
-        seen = 0
-        while True:
-            message = await receive()
-            if message["type"] != "http.request":
-                await self.app(scope, receive, send)  # the client went away
-                return
-            chunk = message.get("body", b"")
-            seen += len(chunk)
-            if seen > self.limit:
-                await error_response(too_large)(scope, receive, send)
-                return
-            chunks.append(chunk)
-            if not message.get("more_body", False):
-                break
-        body = b"".join(chunks)
-        replayed = False
-
-        async def replay() -> Message:
-            nonlocal replayed
-            if not replayed:
-                replayed = True
-                return {"type": "http.request", "body": body, "more_body": False}
-            return await receive()
-
-        await self.app(scope, replay, send)
 
 
 async def load_engines(registry: ModelRegistry, on_ready: Callable[[], None] | None) -> None:
@@ -155,5 +105,5 @@ def create_app(
     app.include_router(openness_router)
     app.include_router(admin_router)
     app.include_router(joins_router)
-    app.add_middleware(BodyLimit, limit=settings.max_body_bytes)
+    app.add_middleware(FastPath, limit=settings.max_body_bytes)
     return app

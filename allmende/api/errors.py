@@ -70,6 +70,10 @@ def validation_error(exc: RequestValidationError) -> InvalidRequestError:
             "The request body is not valid JSON: " + str(first.get("msg", "")), param=None
         )
     if kind == "model_attributes_type" and tuple(first.get("loc", ())) == ("body",):
+        if isinstance(first.get("input"), bytes):  # not read as JSON, for its content type
+            return InvalidRequestError(
+                "The request body must be JSON, sent with 'Content-Type: application/json'."
+            )
         return InvalidRequestError("The request body must be a JSON object.")
     if tuple(first.get("loc", ())) == ("body",) and kind == "missing":
         return InvalidRequestError("The request needs a JSON body.")

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import TYPE_CHECKING
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from prometheus_client.core import GaugeMetricFamily
@@ -19,8 +20,29 @@ if TYPE_CHECKING:
 LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300)
 
 
+@dataclass
+class Series:
+    """The metric children of one model on one endpoint: `labels()` looked up once, not on
+    every request (it costs a lock and a few dict lookups per call)."""
+
+    requests: Any  # status -> counter child, via `count`
+    latency: Any
+    ttft: Any
+    prompt_tokens: Any
+    completion_tokens: Any
+    in_flight: Any
+    _by_status: dict[int, Any] = field(default_factory=dict)
+
+    def count(self, status: int) -> None:
+        child = self._by_status.get(status)
+        if child is None:
+            child = self._by_status[status] = self.requests(str(status))
+        child.inc()
+
+
 class Metrics:
     def __init__(self) -> None:
+        self._series: dict[tuple[str, str], Series] = {}
         self.registry = CollectorRegistry()
         r = self.registry
         self.requests = Counter(
@@ -71,6 +93,21 @@ class Metrics:
             ["model"],
             registry=r,
         )
+
+    def series(self, model: str, endpoint: str) -> Series:
+        """The children of `model` on `endpoint` (models are ones the server serves, so the
+        cache stays as small as the label sets themselves)."""
+        found = self._series.get((model, endpoint))
+        if found is None:
+            found = self._series[(model, endpoint)] = Series(
+                requests=lambda status: self.requests.labels(model, endpoint, status),
+                latency=self.latency.labels(model, endpoint),
+                ttft=self.ttft.labels(model),
+                prompt_tokens=self.prompt_tokens.labels(model),
+                completion_tokens=self.completion_tokens.labels(model),
+                in_flight=self.in_flight.labels(model),
+            )
+        return found
 
     def track_engine(
         self,

@@ -3,14 +3,14 @@
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
+import os
 import time
-import uuid
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
+import orjson
 from fastapi.responses import JSONResponse, StreamingResponse
 
 from ..commons.keys import Principal
@@ -18,7 +18,13 @@ from ..engines.base import Delta, Engine, Event, Usage
 from ..errors import ModelNotFoundError, OverloadedError
 from ..gateway import context
 from ..gateway.service import Gateway
-from ..protocol import ChatCompletionRequest, CompletionRequest, OpenAIModel, reject_unsupported
+from ..protocol import (
+    UNSUPPORTED,
+    ChatCompletionRequest,
+    CompletionRequest,
+    OpenAIModel,
+    reject_unsupported,
+)
 from .errors import as_allmende_error, sse_error
 from .gate import Gate, Outcome
 from .metrics import Metrics
@@ -65,11 +71,19 @@ class ModelRegistry:
         return engine
 
 
+class JSONBody(JSONResponse):
+    """A JSON response rendered by orjson: the same compact UTF-8 as Starlette's, several times
+    faster, which shows on a gateway's hot path."""
+
+    def render(self, content: Any) -> bytes:
+        return orjson.dumps(content)
+
+
 def check_request(request: OpenAIModel, route: str) -> None:
     """Reject known-but-unsupported fields; log unknown ones."""
+    if not request.model_extra:
+        return
     reject_unsupported(request)
-    from ..protocol import UNSUPPORTED
-
     unknown = [f for f in request.unknown_fields() if f not in UNSUPPORTED]
     if unknown:
         log.info("%s: ignoring unknown request fields %s", route, ", ".join(unknown))
@@ -126,10 +140,11 @@ class Generation:
         self.principal = principal
         self.model = request.model
         prefix = "chatcmpl" if kind == "chat" else "cmpl"
-        self.id = f"{prefix}-{uuid.uuid4().hex}"
+        self.id = f"{prefix}-{os.urandom(16).hex()}"  # as random as uuid4().hex, 4x cheaper
         self.created = int(time.time())
         self.started = time.perf_counter()
         self.endpoint = "/v1/chat/completions" if kind == "chat" else "/v1/completions"
+        self.series = metrics.series(self.model, self.endpoint)
         self.context = context.RequestContext(principal.member_id if principal else None, via=via)
         # The answer so far, per choice: kept only when the audit log records content.
         self.answer: dict[int, str] | None = (
@@ -153,13 +168,13 @@ class Generation:
         return self.engine.complete(self.request)
 
     def _done(self, status: int, usage: Usage | None) -> Outcome:
-        m = self.metrics
+        m = self.series
         elapsed = time.perf_counter() - self.started
-        m.requests.labels(self.model, self.endpoint, str(status)).inc()
-        m.latency.labels(self.model, self.endpoint).observe(elapsed)
+        m.count(status)
+        m.latency.observe(elapsed)
         if usage is not None:
-            m.prompt_tokens.labels(self.model).inc(usage.prompt_tokens)
-            m.completion_tokens.labels(self.model).inc(usage.completion_tokens)
+            m.prompt_tokens.inc(usage.prompt_tokens)
+            m.completion_tokens.inc(usage.completion_tokens)
         return Outcome(
             model=self.model,
             endpoint=self.endpoint,
@@ -188,8 +203,8 @@ class Generation:
             _background.add(task)
             task.add_done_callback(_background.discard)
 
-    async def respond(self) -> JSONResponse | StreamingResponse:
-        in_flight = self.metrics.in_flight.labels(self.model)
+    async def respond(self) -> JSONBody | StreamingResponse:
+        in_flight = self.series.in_flight
         in_flight.inc()
         events = self._events()
         token = context.current.set(self.context)
@@ -207,7 +222,7 @@ class Generation:
             raise error from None
         finally:
             context.current.reset(token)
-        self.metrics.ttft.labels(self.model).observe(time.perf_counter() - self.started)
+        self.series.ttft.observe(time.perf_counter() - self.started)
         if self.request.stream:
             return StreamingResponse(
                 self._sse(first, events),
@@ -215,7 +230,7 @@ class Generation:
                 headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
             )
         try:
-            return JSONResponse(await self._collect(first, events))
+            return JSONBody(await self._collect(first, events))
         finally:
             in_flight.dec()
 
@@ -279,7 +294,7 @@ class Generation:
         }
         if self.request.include_usage():
             body["usage"] = _usage(usage) if usage is not None else None
-        return f"data: {json.dumps(body, ensure_ascii=False)}\n\n"
+        return f"data: {orjson.dumps(body).decode()}\n\n"
 
     def _stream_choice(self, delta: Delta, opened: set[int]) -> dict[str, Any]:
         if self.kind == "completion":
@@ -330,6 +345,6 @@ class Generation:
             yield sse_error(error)
         finally:
             await events.aclose()  # type: ignore[attr-defined]
-            self.metrics.in_flight.labels(self.model).dec()
+            self.series.in_flight.dec()
             if not finished:
                 self._finish_later(499)  # the client went away; the generation was cancelled

@@ -26,7 +26,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
 
 from . import db
-from .prepared import Prepared
+from .prepared import Prepared, RowsInsert
 
 GENESIS = "0" * 64
 PAGE = 1000
@@ -110,7 +110,7 @@ class VerifyResult:
 _HEAD_SELECT = sa.select(db.audit_head.c.seq, db.audit_head.c.hash).where(db.audit_head.c.id == 1)
 _HEAD = Prepared(_HEAD_SELECT)
 _HEAD_FOR_UPDATE = Prepared(_HEAD_SELECT.with_for_update())
-_INSERT = Prepared(sa.insert(db.audit))
+_INSERT = RowsInsert(db.audit)
 _MOVE_HEAD = Prepared(
     sa.update(db.audit_head)
     .where(db.audit_head.c.id == 1)
@@ -184,7 +184,7 @@ class AuditLog:
                 AuditRecord(seq, ts, prev_hash, digest, e.kind, e.member_id, e.key_id, payload)
             )
             prev_hash = digest
-        _INSERT.execute_many(conn, rows)
+        _INSERT.execute(conn, rows)
         _MOVE_HEAD.execute(conn, {"new_seq": seq, "new_hash": prev_hash})
         return made
 

@@ -17,7 +17,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
 
 from . import db
-from .prepared import Prepared
+from .prepared import RowsInsert
 
 
 @dataclass(frozen=True)
@@ -70,13 +70,13 @@ def record(engine: Engine, entry: LedgerEntry) -> None:
 
 
 _COLUMNS = tuple(f.name for f in fields(LedgerEntry))
-_INSERT = Prepared(sa.insert(db.ledger))
+_INSERT = RowsInsert(db.ledger)
 
 
 def record_in(conn: Connection, entries: Sequence[LedgerEntry]) -> None:
     """Add requests to the ledger within the caller's write transaction."""
     if entries:
-        _INSERT.execute_many(conn, [{c: getattr(e, c) for c in _COLUMNS} for e in entries])
+        _INSERT.execute(conn, [{c: getattr(e, c) for c in _COLUMNS} for e in entries])
 
 
 def usage(

@@ -16,6 +16,7 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any, cast
 
+import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Dialect
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.sql import ClauseElement
@@ -98,6 +99,47 @@ class Prepared:
             cursor.close()
 
 
+class RowsInsert:
+    """An INSERT of many rows into one table in few statements: multi-row ``VALUES`` lists of
+    1, 2, 4, ... `MAX_ROWS` rows (the binary digits of the count), each compiled once.
+
+    Statements are what counts in the group commit, more than rows: SQLite's driver releases
+    the GIL for every statement it steps (``executemany`` steps once per row), and under load
+    the writer thread then waits for the event loop to hand the GIL back, once per statement."""
+
+    MAX_ROWS = 64
+
+    def __init__(self, table: sa.Table) -> None:
+        self.table = table
+        self._statements: dict[tuple[tuple[str, ...], int], Prepared] = {}
+
+    def _statement(self, columns: tuple[str, ...], size: int) -> Prepared:
+        found = self._statements.get((columns, size))
+        if found is None:
+            values = [
+                {c: sa.bindparam(f"{c}_{i}", type_=self.table.c[c].type) for c in columns}
+                for i in range(size)
+            ]
+            found = self._statements[(columns, size)] = Prepared(
+                sa.insert(self.table).values(values)
+            )
+        return found
+
+    def execute(self, conn: Connection, rows: Sequence[Mapping[str, Any]]) -> None:
+        """Insert `rows` (all with the same keys: the columns they set)."""
+        if not rows:
+            return
+        columns = tuple(rows[0])
+        start = 0
+        while start < len(rows):
+            left = len(rows) - start
+            size = min(self.MAX_ROWS, 1 << (left.bit_length() - 1))
+            part = rows[start : start + size]
+            params = {f"{c}_{i}": row[c] for i, row in enumerate(part) for c in columns}
+            self._statement(columns, size).execute(conn, params)
+            start += size
+
+
 def _wrapped(
     conn: Connection, cursor: Any, sql: str, params: Any, exc: Exception, *, many: bool
 ) -> Exception:
@@ -127,4 +169,4 @@ def _cursor(conn: Connection) -> Any:
     return conn.connection.cursor()
 
 
-__all__ = ["Compiled", "Prepared"]
+__all__ = ["Compiled", "Prepared", "RowsInsert"]

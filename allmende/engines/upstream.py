@@ -23,6 +23,7 @@ from contextlib import contextmanager
 from typing import Any
 
 import aiohttp
+import orjson
 from pydantic import Field
 
 from ..errors import (
@@ -67,6 +68,8 @@ def base_url(source: str) -> str:
     url = source.strip().rstrip("/")
     return url if url.endswith("/v1") else url + "/v1"
 
+
+JSON = {"Content-Type": "application/json"}
 
 # SSE lines can carry large tool-call arguments: allow lines up to this many bytes.
 READ_BUFFER = 4 * 1024 * 1024
@@ -115,7 +118,7 @@ def _text_arguments(call: dict[str, Any]) -> dict[str, Any]:
 def _answer(raw: bytes, text_key: str) -> list[Event]:
     """A non-streamed completion as the events a stream of it would give."""
     try:
-        body = json.loads(raw)
+        body = orjson.loads(raw)
         if body.get("error") is not None:
             raise UpstreamError(f"The upstream server failed: {_fields(body, 'unknown error')[0]}")
         events: list[Event] = []
@@ -328,7 +331,7 @@ class UpstreamEngine(Engine):
             payload.pop("stream_options", None)
         with self._errors():
             async with self._http().post(
-                self.base + path, json=payload, headers=context.outgoing()
+                self.base + path, data=orjson.dumps(payload), headers=context.outgoing(JSON)
             ) as response:
                 if response.status >= 400:
                     raise self._status(response, await response.read())
@@ -358,7 +361,7 @@ class UpstreamEngine(Engine):
                     pass
                 break
             try:
-                chunk = json.loads(data)
+                chunk = orjson.loads(data)
             except ValueError:
                 raise UpstreamError("The upstream server sent a malformed event.") from None
             if not isinstance(chunk, dict):

@@ -52,10 +52,14 @@ def passed(header: str | None, instance: str) -> tuple[str, ...]:
     return (*chain, instance)
 
 
-def outgoing() -> dict[str, str]:
-    """The header for a request this server sends on behalf of the current request."""
+def outgoing(headers: dict[str, str] | None = None) -> dict[str, str]:
+    """The headers for a request this server sends on behalf of the current request:
+    `headers` and the servers the request passed."""
     ctx = current.get()
-    return {VIA_HEADER: ",".join(ctx.via)} if ctx is not None and ctx.via else {}
+    out = dict(headers or {})
+    if ctx is not None and ctx.via:
+        out[VIA_HEADER] = ",".join(ctx.via)
+    return out
 
 
 current: ContextVar[RequestContext | None] = ContextVar("allmende_request", default=None)

@@ -10,7 +10,7 @@ from sqlalchemy.engine import Engine
 from sqlalchemy.exc import IntegrityError
 
 from allmende.commons import db, members
-from allmende.commons.prepared import Prepared
+from allmende.commons.prepared import Prepared, RowsInsert
 
 INSERT = Prepared(sa.insert(db.ledger))
 BY_MEMBER = Prepared(
@@ -70,3 +70,25 @@ def test_missing_parameters_and_no_transaction_are_refused(engine: Engine) -> No
         BY_MEMBER.execute(conn)
     with engine.connect() as conn, pytest.raises(RuntimeError, match="transaction"):
         BY_MEMBER.execute(conn, {"member": 1})
+
+
+@pytest.mark.parametrize("count", [1, 2, 7, 64, 100])
+def test_rows_insert_writes_every_row_in_few_statements(engine: Engine, count: int) -> None:
+    member = members.add_member(engine, "acme").id
+    ts = datetime(2026, 11, 25, 17, 30, 1, 5, tzinfo=UTC)
+    rows = [row(member, f"req-{i:03d}", ts) | {"status": 200 + i} for i in range(count)]
+    insert = RowsInsert(db.ledger)
+    with db.write(engine) as conn:
+        insert.execute(conn, rows)
+        insert.execute(conn, [])
+    with db.read(engine) as conn:
+        stored = conn.execute(sa.select(db.ledger).order_by(db.ledger.c.request_id)).all()
+    assert [(r.request_id, r.status, r.ts) for r in stored] == [
+        (f"req-{i:03d}", 200 + i, ts) for i in range(count)
+    ]
+    # one statement per binary digit of the count, at most MAX_ROWS rows each
+    sizes = sorted(size for _, size in insert._statements)
+    full, rest = divmod(count, RowsInsert.MAX_ROWS)
+    expected = {RowsInsert.MAX_ROWS} if full else set()
+    expected |= {1 << bit for bit in range(rest.bit_length()) if rest >> bit & 1}
+    assert set(sizes) == expected
