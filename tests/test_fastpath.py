@@ -65,6 +65,9 @@ BAD_BODIES: list[tuple[bytes, dict[str, str]]] = [
         {"content-type": "application/vnd.x+json; charset=utf-8"},
     ),
     (b"{not json", {"content-type": "text/plain"}),
+    (b"[" * 5000, JSON),  # nested past the parser's recursion limit
+    (b'{"model": "fake", "prompt": "x", "seed": -9223372036854775809}', JSON),  # below int64
+    (b'{"model": "fake", "prompt": "x", "temperature": NaN}', JSON),
 ]
 
 

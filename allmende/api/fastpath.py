@@ -19,7 +19,6 @@ import json
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-import orjson
 from fastapi import Request
 from fastapi.exceptions import RequestValidationError
 from pydantic import BaseModel, ValidationError
@@ -85,10 +84,7 @@ def parse(model: type[BaseModel], body: bytes, content_type: str | None) -> Any:
         raise InvalidRequestError("The request needs a JSON body.")
     value: Any = body
     if _is_json(content_type):
-        try:
-            value = orjson.loads(body)
-        except orjson.JSONDecodeError:
-            value = _stdlib_json(body)  # the standard library's verdict, as FastAPI's
+        value = _json(body)
     try:
         return model.model_validate(value, from_attributes=True)  # as FastAPI validates
     except ValidationError as exc:
@@ -96,9 +92,9 @@ def parse(model: type[BaseModel], body: bytes, content_type: str | None) -> Any:
         raise validation_error(RequestValidationError(errors)) from None
 
 
-def _stdlib_json(body: bytes) -> Any:
-    """`body` parsed by `json`, which FastAPI uses: it takes what orjson refuses (NaN, integers
-    beyond 64 bits), and tells text that is not UTF-8 from bad JSON."""
+def _json(body: bytes) -> Any:
+    """`body` parsed as FastAPI parses it (`json`: orjson would differ on NaN and long integers,
+    and the request body is small)."""
     try:
         return json.loads(body)
     except json.JSONDecodeError as exc:
@@ -107,7 +103,7 @@ def _stdlib_json(body: bytes) -> Any:
                 [{"type": "json_invalid", "loc": ("body", exc.pos), "msg": "JSON decode error"}]
             )
         ) from None
-    except ValueError:  # not UTF-8
+    except (ValueError, RecursionError):  # not UTF-8; nested too deep
         raise InvalidRequestError("The request body is not valid UTF-8 JSON.") from None
 
 
@@ -123,22 +119,26 @@ class FastPath:
             await self.app(scope, receive, send)
             return
         try:
-            declared = _declared_length(scope)
-            if declared is not None and declared > self.limit:
-                raise RequestTooLargeError(
-                    f"The request body is larger than {self.limit} bytes.", param=None
-                )
-            body = await read_body(receive, self.limit)
-            if body is None:  # the client went away
-                return
-            route = ROUTES.get(scope["path"]) if scope["method"] == "POST" else None
-            if route is None:
-                await self.app(scope, _replay(body, receive), send)
-                return
-            response = await self._answer(scope, body, *route)
+            body = await self._body(scope, receive)
         except AllmendeError as exc:
-            response = error_response(exc)
+            await error_response(exc)(scope, receive, send)
+            return
+        if body is None:  # the client went away
+            return
+        route = ROUTES.get(_route_path(scope)) if scope["method"] == "POST" else None
+        if route is None:
+            await self.app(scope, _replay(body, receive), send)
+            return
+        response = await self._answer(scope, body, *route)
         await response(scope, receive, send)
+
+    async def _body(self, scope: Scope, receive: Receive) -> bytes | None:
+        declared = _declared_length(scope)
+        if declared is not None and declared > self.limit:
+            raise RequestTooLargeError(
+                f"The request body is larger than {self.limit} bytes.", param=None
+            )
+        return await read_body(receive, self.limit)
 
     async def _answer(
         self, scope: Scope, body: bytes, model: type[BaseModel], endpoint: Endpoint
@@ -149,6 +149,14 @@ class FastPath:
             return await endpoint(parsed, request)
         except Exception as exc:
             return error_response(as_allmende_error(exc))
+
+
+def _route_path(scope: Scope) -> str:
+    """The path the app routes on: without the server's root path (``--root-path``), which
+    ASGI servers put in front of ``path``."""
+    path: str = scope["path"]
+    root: str = scope.get("root_path", "")
+    return path[len(root) :] if root and path.startswith(root) else path
 
 
 def _replay(body: bytes, receive: Receive) -> Receive:

@@ -24,13 +24,12 @@ from datetime import datetime
 from typing import Any
 
 import sqlalchemy as sa
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Connection, Engine
 
 from ..errors import RateLimitError
 from . import db
 from .keys import Limits, Principal
-from .prepared import Prepared
+from .prepared import RowsInsert
 
 SPANS = {"minute": 60, "day": 86_400}
 
@@ -55,55 +54,70 @@ def _spans(limits: Limits) -> list[str]:
     return spans
 
 
-_UPSERT: dict[str, Prepared] = {}  # by dialect: built and compiled once
+def _add_to_window(stmt: Any) -> Any:
+    """Finish a multi-row insert of counts as the upsert that adds them to a key's window."""
+    table = db.rate_counters
+    newer = stmt.excluded.window_start > table.c.window_start
+    return stmt.on_conflict_do_update(
+        index_elements=[table.c.key_id, table.c.span],
+        set_={
+            "window_start": sa.case(
+                (newer, stmt.excluded.window_start), else_=table.c.window_start
+            ),
+            "requests": sa.case(
+                (newer, stmt.excluded.requests), else_=table.c.requests + stmt.excluded.requests
+            ),
+            "tokens": sa.case(
+                (newer, stmt.excluded.tokens), else_=table.c.tokens + stmt.excluded.tokens
+            ),
+        },
+    ).returning(
+        table.c.key_id, table.c.span, table.c.window_start, table.c.requests, table.c.tokens
+    )
 
 
-def _upsert_statement(conn: Connection) -> Prepared:
-    name = conn.dialect.name
-    stmt = _UPSERT.get(name)
-    if stmt is None:
-        table = db.rate_counters
-        insert: Any = postgresql.insert if name == "postgresql" else sqlite.insert
-        stmt = insert(table)
-        newer = stmt.excluded.window_start > table.c.window_start
-        stmt = stmt.on_conflict_do_update(
-            index_elements=[table.c.key_id, table.c.span],
-            set_={
-                "window_start": sa.case(
-                    (newer, stmt.excluded.window_start), else_=table.c.window_start
-                ),
-                "requests": sa.case(
-                    (newer, stmt.excluded.requests),
-                    else_=table.c.requests + stmt.excluded.requests,
-                ),
-                "tokens": sa.case(
-                    (newer, stmt.excluded.tokens), else_=table.c.tokens + stmt.excluded.tokens
-                ),
-            },
-        ).returning(table.c.span, table.c.window_start, table.c.requests, table.c.tokens)
-        _UPSERT[name] = prepared = Prepared(stmt)
-        return prepared
-    return stmt
+_UPSERT = RowsInsert(db.rate_counters, upsert=_add_to_window)
+
+
+def _upsert_rows(
+    conn: Connection, rows: list[dict[str, Any]]
+) -> dict[tuple[int, str], WindowState]:
+    """Add each row's counts to its key's window (starting a new window where the stored one
+    has ended), all rows in one statement, except that rows for a (key, span) already in it go
+    to a next one, in their order (PostgreSQL refuses to change a row twice in one statement);
+    the totals after the change, by (key, span)."""
+    states: dict[tuple[int, str], WindowState] = {}
+    while rows:
+        layer: list[dict[str, Any]] = []
+        later: list[dict[str, Any]] = []
+        seen: set[tuple[int, str]] = set()
+        for row in rows:
+            target = (row["key_id"], row["span"])
+            (later if target in seen else layer).append(row)
+            seen.add(target)
+        for key_id, span, start, requests, tokens in _UPSERT.execute(conn, layer):
+            states[(int(key_id), span)] = WindowState(span, int(start), int(requests), int(tokens))
+        rows = later
+    return states
 
 
 def _upsert(
     conn: Connection, key_id: int, spans: list[str], at: float, requests: int, tokens: int
 ) -> list[WindowState]:
-    """Add to the key's current windows (one statement per window), starting a new window
-    where the stored one has ended; returns the totals after the change."""
-    stmt = _upsert_statement(conn)
-    states = []
-    for span in spans:
-        row = {
+    """Add to the key's current windows, starting a new window where the stored one has
+    ended; returns the totals after the change."""
+    rows = [
+        {
             "key_id": key_id,
             "span": span,
             "window_start": int(at // SPANS[span]) * SPANS[span],
             "requests": requests,
             "tokens": tokens,
         }
-        ((span_, start, total_requests, total_tokens),) = stmt.execute(conn, row)
-        states.append(WindowState(span_, int(start), int(total_requests), int(total_tokens)))
-    return states
+        for span in spans
+    ]
+    states = _upsert_rows(conn, rows)
+    return [states[(key_id, span)] for span in spans]
 
 
 def _violations(limits: Limits, states: list[WindowState]) -> list[tuple[str, WindowState]]:
@@ -193,10 +207,11 @@ def add_in(conn: Connection, deltas: list[Delta]) -> dict[int, list[WindowState]
     `charge` do (a newer window replaces an ended one; an older one adds to the newer), and
     return the totals after it, by key. Rows are changed in (key, span, window) order, so that
     concurrent writers lock them in the same order."""
-    last: dict[tuple[int, str], WindowState] = {}
-    for key_id, span, start, requests, tokens in sorted(deltas):
-        for state in _upsert(conn, key_id, [span], start, requests, tokens):
-            last[(key_id, span)] = state
+    rows = [
+        {"key_id": k, "span": span, "window_start": start, "requests": r, "tokens": t}
+        for k, span, start, r, t in sorted(deltas)
+    ]
+    last = _upsert_rows(conn, rows)
     totals: dict[int, list[WindowState]] = {}
     for (key_id, _), state in last.items():
         totals.setdefault(key_id, []).append(state)

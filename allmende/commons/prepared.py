@@ -17,6 +17,7 @@ from collections.abc import Callable, Mapping, Sequence
 from typing import Any, cast
 
 import sqlalchemy as sa
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Connection, Dialect
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.sql import ClauseElement
@@ -105,30 +106,41 @@ class RowsInsert:
 
     Statements are what counts in the group commit, more than rows: SQLite's driver releases
     the GIL for every statement it steps (``executemany`` steps once per row), and under load
-    the writer thread then waits for the event loop to hand the GIL back, once per statement."""
+    the writer thread then waits for the event loop to hand the GIL back, once per statement.
+
+    `upsert`, if given, finishes each statement built with the dialect's own ``insert`` (SQLite
+    or PostgreSQL, for ``on_conflict_do_update`` and ``returning``); `execute` then returns the
+    rows the statements return."""
 
     MAX_ROWS = 64
 
-    def __init__(self, table: sa.Table) -> None:
+    def __init__(self, table: sa.Table, upsert: Callable[[Any], Any] | None = None) -> None:
         self.table = table
-        self._statements: dict[tuple[tuple[str, ...], int], Prepared] = {}
+        self.upsert = upsert
+        self._statements: dict[tuple[str, tuple[str, ...], int], Prepared] = {}
 
-    def _statement(self, columns: tuple[str, ...], size: int) -> Prepared:
-        found = self._statements.get((columns, size))
+    def _statement(self, dialect: str, columns: tuple[str, ...], size: int) -> Prepared:
+        key = (dialect if self.upsert is not None else "", columns, size)
+        found = self._statements.get(key)
         if found is None:
             values = [
                 {c: sa.bindparam(f"{c}_{i}", type_=self.table.c[c].type) for c in columns}
                 for i in range(size)
             ]
-            found = self._statements[(columns, size)] = Prepared(
-                sa.insert(self.table).values(values)
-            )
+            if self.upsert is None:
+                stmt = sa.insert(self.table).values(values)
+            else:
+                insert: Any = postgresql.insert if dialect == "postgresql" else sqlite.insert
+                stmt = self.upsert(insert(self.table).values(values))
+            found = self._statements[key] = Prepared(stmt)
         return found
 
-    def execute(self, conn: Connection, rows: Sequence[Mapping[str, Any]]) -> None:
-        """Insert `rows` (all with the same keys: the columns they set)."""
+    def execute(self, conn: Connection, rows: Sequence[Mapping[str, Any]]) -> list[Any]:
+        """Insert `rows` (all with the same keys: the columns they set), in their order; the
+        rows the statements return, if any."""
+        returned: list[Any] = []
         if not rows:
-            return
+            return returned
         columns = tuple(rows[0])
         start = 0
         while start < len(rows):
@@ -136,8 +148,9 @@ class RowsInsert:
             size = min(self.MAX_ROWS, 1 << (left.bit_length() - 1))
             part = rows[start : start + size]
             params = {f"{c}_{i}": row[c] for i, row in enumerate(part) for c in columns}
-            self._statement(columns, size).execute(conn, params)
+            returned += self._statement(conn.dialect.name, columns, size).execute(conn, params)
             start += size
+        return returned
 
 
 def _wrapped(

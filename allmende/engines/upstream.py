@@ -23,9 +23,9 @@ from contextlib import contextmanager
 from typing import Any
 
 import aiohttp
-import orjson
 from pydantic import Field
 
+from .. import fastjson
 from ..errors import (
     AllmendeError,
     ConfigError,
@@ -118,7 +118,7 @@ def _text_arguments(call: dict[str, Any]) -> dict[str, Any]:
 def _answer(raw: bytes, text_key: str) -> list[Event]:
     """A non-streamed completion as the events a stream of it would give."""
     try:
-        body = orjson.loads(raw)
+        body = fastjson.loads(raw)
         if body.get("error") is not None:
             raise UpstreamError(f"The upstream server failed: {_fields(body, 'unknown error')[0]}")
         events: list[Event] = []
@@ -331,7 +331,7 @@ class UpstreamEngine(Engine):
             payload.pop("stream_options", None)
         with self._errors():
             async with self._http().post(
-                self.base + path, data=orjson.dumps(payload), headers=context.outgoing(JSON)
+                self.base + path, data=fastjson.dumps(payload), headers=context.outgoing(JSON)
             ) as response:
                 if response.status >= 400:
                     raise self._status(response, await response.read())
@@ -361,7 +361,7 @@ class UpstreamEngine(Engine):
                     pass
                 break
             try:
-                chunk = orjson.loads(data)
+                chunk = fastjson.loads(data)
             except ValueError:
                 raise UpstreamError("The upstream server sent a malformed event.") from None
             if not isinstance(chunk, dict):

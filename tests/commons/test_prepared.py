@@ -87,7 +87,7 @@ def test_rows_insert_writes_every_row_in_few_statements(engine: Engine, count: i
         (f"req-{i:03d}", 200 + i, ts) for i in range(count)
     ]
     # one statement per binary digit of the count, at most MAX_ROWS rows each
-    sizes = sorted(size for _, size in insert._statements)
+    sizes = sorted(size for _, _, size in insert._statements)
     full, rest = divmod(count, RowsInsert.MAX_ROWS)
     expected = {RowsInsert.MAX_ROWS} if full else set()
     expected |= {1 << bit for bit in range(rest.bit_length()) if rest >> bit & 1}
