@@ -209,6 +209,40 @@ def test_limiter_learns_what_other_replicas_counted(engine: Engine) -> None:
         mine.admit(p, at=T0 + 1)
 
 
+def test_one_batch_with_two_windows_and_several_keys(engine: Engine) -> None:
+    """Counts of an ended and a new window of the same key, and of other keys, written in one
+    `add_in`, as one by one in (key, span, window) order: the ended window's counts first, then
+    the new window replaces it."""
+    p = principal(engine, keys.Limits(rpm=100, tpd=10_000))
+    members.add_member(engine, "other")
+    q = keys.authenticate(
+        engine, keys.create_key(engine, "other", limits=keys.Limits(rpm=9)).secret
+    )
+    minute = int(T0 // 60) * 60
+    day = int(T0 // 86_400) * 86_400
+    deltas: list[limits.Delta] = [
+        (p.key_id, "minute", minute + 60, 1, 5),  # the new minute
+        (p.key_id, "minute", minute, 2, 7),  # the ended one, counted late
+        (p.key_id, "day", day, 3, 12),
+        (q.key_id, "minute", minute, 4, 0),
+    ]
+    with db.write(engine) as conn:
+        totals = limits.add_in(conn, deltas)
+    by_span = {s.span: (s.start, s.requests, s.tokens) for s in totals[p.key_id]}
+    assert by_span == {"minute": (minute + 60, 1, 5), "day": (day, 3, 12)}
+    assert [(s.span, s.requests) for s in totals[q.key_id]] == [("minute", 4)]
+    with db.read(engine) as conn:
+        c = db.rate_counters.c
+        stored = conn.execute(sa.select(c.key_id, c.span, c.window_start, c.requests)).all()
+    assert sorted(stored) == sorted(
+        [
+            (p.key_id, "minute", minute + 60, 1),
+            (p.key_id, "day", day, 3),
+            (q.key_id, "minute", minute, 4),
+        ]
+    )
+
+
 def test_key_cache(engine: Engine) -> None:
     members.add_member(engine, "acme")
     secret = keys.create_key(engine, "acme", limits=keys.Limits(rpm=5)).secret
