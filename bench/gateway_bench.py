@@ -11,8 +11,8 @@ Every target runs as its own process on loopback and is measured one after the o
   registered as a contributed node of another member, and a member key (rpm and tpm limits set
   so high that they are checked but never hit): authentication, limits, fair share, node
   routing, ledger and audit are all on; afterwards the ledger and audit log are checked against
-  wrk's counts (``allmende-normal``: the same with ``database_sync: normal``; ``allmende-2w``:
-  two worker processes),
+  wrk's counts (``database_sync`` is the default, ``normal``; ``allmende-full``: the same with
+  ``database_sync: full``, an fsync before each answer; ``allmende-2w``: two worker processes),
 - ``litellm``: LiteLLM's proxy (``litellm[proxy]``, in its own venv under the ignored
   ``bench/.build/``) with model ``bench`` -> ``openai/bench`` at the same upstream, its master
   key, no database, offline (``LITELLM_LOCAL_MODEL_COST_MAP=True``).
@@ -48,8 +48,8 @@ RESULTS_DIR = HERE / "results"
 LITELLM_VENV = HERE / ".build" / "litellm-venv"
 LITELLM_VERSION = "1.106.12"  # pinned: the last release before the compromised 1.107.0
 COMPROMISED = {"1.107.0"}
-TARGETS = ("direct", "allmende", "allmende-normal", "allmende-2w", "litellm")
-ALLMENDE_TARGETS = ("allmende", "allmende-normal", "allmende-2w")
+TARGETS = ("direct", "allmende", "allmende-full", "allmende-2w", "litellm")
+ALLMENDE_TARGETS = ("allmende", "allmende-full", "allmende-2w")
 MODEL = "bench"
 BODY = {"model": MODEL, "messages": [{"role": "user", "content": "Say hello."}], "max_tokens": 8}
 LITELLM_MASTER_KEY = "sk-bench-master-key"
@@ -327,12 +327,12 @@ def upstream_server(workdir: Path) -> Server:
 
 
 def allmende_target(
-    upstream: str, workdir: Path, name: str, workers: int, sync: str = "full"
+    upstream: str, workdir: Path, name: str, workers: int, sync: str = "normal"
 ) -> Server:
     """The Allmende gateway in front of the upstream, with a member and a key (limits on),
     as `workers` processes (``allmende-2w``: ``--workers 2``), with `database_sync` set to
-    `sync` (``allmende-normal``: records in the database's log, not fsynced, before the
-    answer; the others: on disk).
+    `sync` (``allmende-full``: records on disk, fsynced, before the answer; the others: in the
+    database's log, the default).
 
     The upstream is a contributed node (of another member, ``provider``, with 64 slots so that
     16 connections never wait), so the request takes the gateway's full path: key, limits, fair
@@ -794,8 +794,8 @@ def main() -> None:
         factories: dict[str, Callable[[Path], Server]] = {
             "direct": lambda _: direct_target(upstream),
             "allmende": lambda d: allmende_target(upstream.url, d, "allmende", 1),
-            "allmende-normal": lambda d: allmende_target(
-                upstream.url, d, "allmende-normal", 1, sync="normal"
+            "allmende-full": lambda d: allmende_target(
+                upstream.url, d, "allmende-full", 1, sync="full"
             ),
             "allmende-2w": lambda d: allmende_target(upstream.url, d, "allmende-2w", 2),
             "litellm": lambda d: litellm_target(upstream.url, d),

@@ -93,7 +93,7 @@ def main() -> None:
     p.add_argument("--connections", type=int, default=1)
     p.add_argument("--duration", type=float, default=8.0)
     p.add_argument("--warmup", type=float, default=2.0)
-    p.add_argument("--sync", choices=("full", "normal"), default="full", help="database_sync")
+    p.add_argument("--sync", choices=("full", "normal"), default="normal", help="database_sync")
     args = p.parse_args()
     workdir = Path(tempfile.mkdtemp(prefix="gateway-timing-"))
     upstream = gb.upstream_server(workdir)
