@@ -135,7 +135,7 @@ class Settings(BaseSettings):
         description="When a request's ledger and audit records count as written before the "
         "client hears back: normal = in the database's log (survives the gateway being killed; "
         "a power cut or OS crash can roll back the newest records, whole transactions), full = "
-        "on disk (fsync before each answer; survives a power cut; about 0.4-0.7 ms more per "
+        "on disk (fsync before each answer; survives a power cut; about 0.15-0.7 ms more per "
         "request on this project's machine).",
     )
     audit_content: bool = Field(

@@ -14,7 +14,7 @@ import httpx
 import pytest
 from fastapi import FastAPI
 
-from allmende.api import errors
+from allmende.api import errors, fastpath
 from allmende.protocol import ChatCompletionRequest, CompletionRequest
 
 from .test_api import assert_envelope, chat
@@ -122,3 +122,11 @@ async def test_a_json_body_sent_as_other_content_is_told_so(client: httpx.AsyncC
         r = await client.post("/v1/chat/completions", content=json.dumps(chat()), headers=headers)
         error = assert_envelope(r, 400)
         assert "'Content-Type: application/json'" in error["message"]
+
+
+def test_routes_match_under_a_root_path() -> None:
+    """Behind `--root-path /api`, ASGI servers put the root path in front of `path`."""
+    scope = {"path": "/api/v1/completions", "root_path": "/api"}
+    assert fastpath._route_path(scope) in fastpath.ROUTES
+    assert fastpath._route_path({"path": "/v1/completions", "root_path": ""}) in fastpath.ROUTES
+    assert fastpath._route_path({"path": "/v1/completions"}) in fastpath.ROUTES
