@@ -39,8 +39,12 @@ ROUTES: dict[str, tuple[type[BaseModel], Endpoint]] = {
 }
 
 
+def _too_large(limit: int) -> RequestTooLargeError:
+    return RequestTooLargeError(f"The request body is larger than {limit} bytes.", param=None)
+
+
 async def read_body(receive: Receive, limit: int) -> bytes | None:
-    """The whole request body; None when it is over `limit` bytes or the client went away."""
+    """The whole request body; None when the client went away. Over `limit` bytes: a 413."""
     chunks: list[bytes] = []
     seen = 0
     while True:
@@ -50,9 +54,7 @@ async def read_body(receive: Receive, limit: int) -> bytes | None:
         chunk = message.get("body", b"")
         seen += len(chunk)
         if seen > limit:
-            raise RequestTooLargeError(
-                f"The request body is larger than {limit} bytes.", param=None
-            )
+            raise _too_large(limit)
         chunks.append(chunk)
         if not message.get("more_body", False):
             return b"".join(chunks) if len(chunks) != 1 else chunks[0]
@@ -135,9 +137,7 @@ class FastPath:
     async def _body(self, scope: Scope, receive: Receive) -> bytes | None:
         declared = _declared_length(scope)
         if declared is not None and declared > self.limit:
-            raise RequestTooLargeError(
-                f"The request body is larger than {self.limit} bytes.", param=None
-            )
+            raise _too_large(self.limit)
         return await read_body(receive, self.limit)
 
     async def _answer(

@@ -25,7 +25,7 @@ class Series:
     """The metric children of one model on one endpoint: `labels()` looked up once, not on
     every request (it costs a lock and a few dict lookups per call)."""
 
-    requests: Any  # status -> counter child, via `count`
+    requests: Callable[[str], Any]  # status -> its counter child; use `count`
     latency: Any
     ttft: Any
     prompt_tokens: Any

@@ -135,7 +135,6 @@ class Generation:
         self.kind = kind
         self.engine = engine
         self.request = request
-        self.metrics = metrics
         self.gate = gate
         self.principal = principal
         self.model = request.model
